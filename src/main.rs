@@ -1,0 +1,3 @@
+fn main() {
+    println!("omniroute {}", env!("CARGO_PKG_VERSION"));
+}
