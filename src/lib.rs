@@ -9,3 +9,8 @@
 
 pub mod engine;
 pub mod event;
+pub mod config;
+pub mod daemon;
+pub mod kafka;
+pub mod metrics;
+pub mod partition;

@@ -1,0 +1,130 @@
+//! Kafka at the edge: client settings, the producer with delivery tracking and backpressure,
+//! the consumer's rebalance handling, and dead letters.
+//!
+//! Offsets: `enable.auto.offset.store=false`. An input record's offset is stored only once every
+//! record produced because of it (outputs or its dead letter) — and of every earlier record of
+//! the partition — is acknowledged by the brokers ([`producer::Tracker`]). librdkafka commits
+//! stored offsets periodically and on revoke; the daemon commits once more on shutdown.
+
+pub mod consumer;
+pub mod dlq;
+pub mod producer;
+
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::config::{Config, ConfigError};
+
+/// What went wrong talking to Kafka, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid Kafka client settings: {0}")]
+    Settings(#[from] ConfigError),
+    #[error("cannot create the Kafka {what}: {source}")]
+    Create {
+        what: &'static str,
+        source: KafkaError,
+    },
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+    #[error("consumer failed: {0}")]
+    Consume(KafkaError),
+    #[error("delivery to {topic} failed: {message}")]
+    Delivery { topic: String, message: String },
+    #[error("cannot produce to {topic}: {source}")]
+    Produce { topic: String, source: KafkaError },
+    #[error("commit failed: {0}")]
+    Commit(KafkaError),
+}
+
+impl Error {
+    /// Errors after which the daemon must stop: continuing could lose or reorder effects.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Error::Consume(e) if is_transient(e))
+    }
+}
+
+/// Consumer errors librdkafka recovers from by itself (broker restarts, leader moves).
+fn is_transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::UnknownTopicOrPartition
+                | C::NetworkException
+        )
+    )
+}
+
+/// Settings common to both clients: brokers, security, then the pass-through table (last, so
+/// operators can tune anything omniroute does not manage).
+fn base_settings(config: &Config, managed: &[(&str, String)]) -> Result<ClientConfig, Error> {
+    let mut c = ClientConfig::new();
+    c.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    let settings = config.client_settings()?;
+    // Security and brokers first, then omniroute's own keys, then the pass-through.
+    let (passthrough, managed_by_config): (Vec<_>, Vec<_>) = settings
+        .into_iter()
+        .partition(|(k, _)| config.kafka.client.contains_key(k));
+    for (k, v) in managed_by_config {
+        c.set(k, v);
+    }
+    for (k, v) in managed {
+        c.set(*k, v.clone());
+    }
+    for (k, v) in passthrough {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Consumer settings: group, manual offset store, auto-commit of stored offsets.
+pub fn consumer_settings(config: &Config) -> Result<ClientConfig, Error> {
+    let d = &config.daemon;
+    base_settings(
+        config,
+        &[
+            ("group.id", config.kafka.group_id.clone()),
+            ("enable.auto.commit", "true".into()),
+            (
+                "auto.commit.interval.ms",
+                d.commit_interval.as_millis().to_string(),
+            ),
+            ("enable.auto.offset.store", "false".into()),
+            ("enable.partition.eof", "false".into()),
+            // Feeds the consumer-lag gauge; operators may change the pace.
+            ("statistics.interval.ms", "5000".into()),
+            (
+                "auto.offset.reset",
+                config.kafka.start_from.as_str().to_string(),
+            ),
+        ],
+    )
+}
+
+/// Producer settings: acknowledged by all in-sync replicas, bounded local queue.
+pub fn producer_settings(config: &Config) -> Result<ClientConfig, Error> {
+    base_settings(
+        config,
+        &[
+            ("acks", "all".into()),
+            ("linger.ms", "5".into()),
+            (
+                "queue.buffering.max.messages",
+                config.daemon.producer_queue_messages.to_string(),
+            ),
+        ],
+    )
+}

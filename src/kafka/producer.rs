@@ -1,0 +1,261 @@
+//! The producer: one librdkafka producer for assignments, SLA snapshots and dead letters, with
+//! delivery tracking per source offset and backpressure when its queue is full.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message};
+use rdkafka::error::KafkaError;
+
+use super::Error;
+use crate::metrics;
+
+/// An input record: (topic, partition, offset).
+pub type Source = (Arc<str>, i32, i64);
+
+/// Tracks, per input partition, which consumed records still wait for deliveries, so that only
+/// offsets whose effects are all acknowledged get stored.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    parts: HashMap<(Arc<str>, i32), PartTrack>,
+    /// First delivery that failed for good; the daemon stops on it (its offset must not pass).
+    failed: Option<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct PartTrack {
+    /// Offset → deliveries still outstanding.
+    pending: BTreeMap<i64, u32>,
+    /// Highest offset handed to [`Tracker::begin`].
+    last_seen: Option<i64>,
+    /// Highest offset already returned by [`Tracker::take_committable`].
+    stored: Option<i64>,
+}
+
+impl Tracker {
+    /// Record `offset` consumed, with `outputs` deliveries to wait for (0 = done already).
+    pub fn begin(&mut self, (topic, partition, offset): &Source, outputs: u32) {
+        let p = self.parts.entry((topic.clone(), *partition)).or_default();
+        p.last_seen = Some(p.last_seen.map_or(*offset, |o| o.max(*offset)));
+        if outputs > 0 {
+            *p.pending.entry(*offset).or_default() += outputs;
+        }
+    }
+
+    /// One delivery for `source` was acknowledged.
+    pub fn ack(&mut self, (topic, partition, offset): &Source) {
+        if let Some(p) = self.parts.get_mut(&(topic.clone(), *partition)) {
+            if let Some(n) = p.pending.get_mut(offset) {
+                *n -= 1;
+                if *n == 0 {
+                    p.pending.remove(offset);
+                }
+            }
+        }
+    }
+
+    pub fn fail(&mut self, topic: &str, message: String) {
+        if self.failed.is_none() {
+            self.failed = Some((topic.to_string(), message));
+        }
+    }
+
+    pub fn failure(&self) -> Option<Error> {
+        self.failed.as_ref().map(|(topic, message)| Error::Delivery {
+            topic: topic.clone(),
+            message: message.clone(),
+        })
+    }
+
+    /// Offsets that became safe to store since the last call: for each partition, the highest
+    /// offset such that it and every earlier record are fully delivered.
+    pub fn take_committable(&mut self) -> Vec<Source> {
+        let mut out = Vec::new();
+        for ((topic, partition), p) in &mut self.parts {
+            let Some(last) = p.last_seen else { continue };
+            let done = match p.pending.keys().next() {
+                Some(first) => first - 1,
+                None => last,
+            };
+            if done >= 0 && p.stored.is_none_or(|s| done > s) {
+                p.stored = Some(done);
+                out.push((topic.clone(), *partition, done));
+            }
+        }
+        out
+    }
+
+    /// Like [`take_committable`](Self::take_committable) for one partition only.
+    pub fn committable_for(&mut self, topic: &str, partition: i32) -> Option<i64> {
+        self.take_committable()
+            .into_iter()
+            .find(|(t, p, _)| &**t == topic && *p == partition)
+            .map(|(_, _, o)| o)
+    }
+
+    /// Forget a partition (revoked): its pending records will be consumed again by the next
+    /// owner.
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        self.parts.retain(|(t, p), _| !(&**t == topic && *p == partition));
+    }
+
+    /// Outstanding deliveries over all partitions.
+    pub fn pending(&self) -> usize {
+        self.parts
+            .values()
+            .map(|p| p.pending.values().map(|n| *n as usize).sum::<usize>())
+            .sum()
+    }
+}
+
+pub type SharedTracker = Arc<Mutex<Tracker>>;
+
+/// Locks the tracker; a poisoned lock still holds consistent counts (every update is a single
+/// map operation), so it is used as is.
+pub fn lock(t: &SharedTracker) -> MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Receives delivery reports on librdkafka's polling thread.
+pub struct DeliveryContext {
+    tracker: SharedTracker,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Option<Source>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, source: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                if let Some(s) = *source {
+                    lock(&self.tracker).ack(&s);
+                }
+            }
+            Err((e, msg)) => {
+                let topic = msg.topic().to_string();
+                metrics::produce_error(&topic);
+                tracing::error!(topic, error = %e, "delivery failed");
+                if source.is_some() {
+                    lock(&self.tracker).fail(&topic, e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The daemon's producer.
+pub struct Producer {
+    inner: ThreadedProducer<DeliveryContext>,
+    tracker: SharedTracker,
+}
+
+/// One record to produce.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: Option<OwnedHeaders>,
+    /// The input record this one is an effect of; `None` for effects of the clock.
+    pub source: Option<Source>,
+}
+
+impl Producer {
+    pub fn new(settings: &rdkafka::ClientConfig, tracker: SharedTracker) -> Result<Self, Error> {
+        let inner = settings
+            .create_with_context(DeliveryContext {
+                tracker: tracker.clone(),
+            })
+            .map_err(|source| Error::Create {
+                what: "producer",
+                source,
+            })?;
+        Ok(Producer { inner, tracker })
+    }
+
+    pub fn tracker(&self) -> &SharedTracker {
+        &self.tracker
+    }
+
+    /// Queues one record. When librdkafka's queue is full, waits for room (backpressure) instead
+    /// of dropping: the consumer does not advance meanwhile.
+    pub async fn send(&self, r: Record<'_>) -> Result<(), Error> {
+        let mut rec = BaseRecord::with_opaque_to(r.topic, Box::new(r.source));
+        if let Some(k) = r.key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = r.payload {
+            rec = rec.payload(p);
+        }
+        if let Some(h) = r.headers {
+            rec = rec.headers(h);
+        }
+        loop {
+            match self.inner.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((source, _)) => {
+                    return Err(Error::Produce {
+                        topic: r.topic.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Records queued or in flight.
+    pub fn in_flight(&self) -> usize {
+        usize::try_from(self.inner.in_flight_count()).unwrap_or(0)
+    }
+
+    /// Waits (blocking) up to `timeout` for every queued record to be acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.flush(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(o: i64) -> Source {
+        (Arc::from("in"), 0, o)
+    }
+
+    #[test]
+    fn offsets_advance_only_past_fully_delivered_records() {
+        let mut t = Tracker::default();
+        t.begin(&src(10), 2);
+        t.begin(&src(11), 0);
+        t.begin(&src(12), 1);
+        assert_eq!(t.take_committable(), vec![]);
+        t.ack(&src(12));
+        assert_eq!(t.take_committable(), vec![], "10 still pending");
+        t.ack(&src(10));
+        assert_eq!(t.take_committable(), vec![], "10 has a second output");
+        t.ack(&src(10));
+        assert_eq!(t.take_committable(), vec![src(12)]);
+        assert_eq!(t.take_committable(), vec![], "nothing new");
+        t.begin(&src(13), 0);
+        assert_eq!(t.committable_for("in", 0), Some(13));
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_record_without_outputs_is_done_at_once() {
+        let mut t = Tracker::default();
+        t.begin(&src(0), 0);
+        assert_eq!(t.take_committable(), vec![src(0)]);
+        t.forget("in", 0);
+        assert!(t.take_committable().is_empty());
+    }
+}

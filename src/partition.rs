@@ -1,0 +1,177 @@
+//! One input partition's routing state: the engines of the tenants (routing domains) keyed to it.
+//!
+//! A tenant lives on exactly one partition, so the engines of a partition are owned by whoever
+//! owns the partition: built when it is assigned, dropped when it is revoked. Kafka I/O stays in
+//! the daemon; this module turns one record into the records to produce.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::{Engine, EngineStats, Output, Policy, SlaSnapshot};
+use crate::event::{self, DecodeError, Millis};
+use crate::metrics;
+
+/// What one input record became.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The engine applied it; the outputs (possibly none) were appended.
+    Routed { event_type: &'static str },
+    /// The engine did not apply it (duplicate, unknown contact, …): counted, not dead-lettered.
+    Ignored { reason: &'static str },
+    /// Unusable: goes to the dead-letter topic unchanged.
+    DeadLetter(DecodeError),
+}
+
+/// The state of one partition.
+pub struct Partition {
+    id: i32,
+    policy: Arc<Policy>,
+    engines: HashMap<String, Engine>,
+    max_record_bytes: usize,
+}
+
+impl Partition {
+    /// The "partition assigned → build state" step. State starts empty today; rebuilding a
+    /// partition's engines from snapshots plugs in here, before the partition routes.
+    pub fn build(id: i32, policy: Arc<Policy>, max_record_bytes: usize) -> Self {
+        Partition {
+            id,
+            policy,
+            engines: HashMap::new(),
+            max_record_bytes,
+        }
+    }
+
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// Decodes one record and drives its tenant's engine.
+    pub fn process(&mut self, now: Millis, payload: Option<&[u8]>, out: &mut Vec<Output>) -> Outcome {
+        let event = match event::decode(payload.unwrap_or_default(), self.max_record_bytes) {
+            Ok(e) => e,
+            Err(e) => return Outcome::DeadLetter(e),
+        };
+        let engine = self
+            .engines
+            .entry(event.tenant.clone())
+            .or_insert_with(|| Engine::new(event.tenant.clone(), self.policy.clone()));
+        let started = Instant::now();
+        let result = engine.handle(now, &event, out);
+        let event_type = event.body.type_name();
+        match result {
+            Ok(()) => {
+                metrics::routed(event_type, started.elapsed().as_secs_f64());
+                Outcome::Routed { event_type }
+            }
+            Err(ignored) => {
+                tracing::debug!(
+                    partition = self.id,
+                    tenant = %event.tenant,
+                    id = %event.id,
+                    reason = ignored.reason(),
+                    error = %ignored,
+                    "event ignored"
+                );
+                Outcome::Ignored {
+                    reason: ignored.reason(),
+                }
+            }
+        }
+    }
+
+    /// Fires every engine's timers due at `now`.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
+        for e in self.engines.values_mut() {
+            if e.next_deadline().is_some_and(|d| d <= now) {
+                e.tick(now, out);
+            }
+        }
+    }
+
+    /// Earliest timer over the partition's engines.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.engines.values().filter_map(Engine::next_deadline).min()
+    }
+
+    /// Applies a reloaded policy to every engine, keeping their state.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        for e in self.engines.values_mut() {
+            e.set_policy(policy.clone());
+        }
+        self.policy = policy;
+    }
+
+    pub fn sla_snapshots(&mut self, now: Millis) -> Vec<SlaSnapshot> {
+        self.engines
+            .values_mut()
+            .flat_map(|e| e.sla_snapshot(now))
+            .collect()
+    }
+
+    /// Sizes summed over the partition's engines.
+    pub fn stats(&self) -> EngineStats {
+        self.engines
+            .values()
+            .map(Engine::stats)
+            .fold(EngineStats::default(), |a, s| EngineStats {
+                agents: a.agents + s.agents,
+                agents_available: a.agents_available + s.agents_available,
+                contacts_waiting: a.contacts_waiting + s.contacts_waiting,
+                offers_open: a.offers_open + s.offers_open,
+                contacts_in_service: a.contacts_in_service + s.contacts_in_service,
+            })
+    }
+
+    pub fn tenants(&self) -> usize {
+        self.engines.len()
+    }
+}
+
+/// The `type` tag of an output, for metric labels.
+pub fn output_type(o: &Output) -> &'static str {
+    match o {
+        Output::Offer(_) => "offer",
+        Output::OfferWithdrawn(_) => "offer.withdrawn",
+        Output::AgentAway(_) => "agent.away",
+    }
+}
+
+/// The tenant an output belongs to: its Kafka key.
+pub fn output_tenant(o: &Output) -> &str {
+    match o {
+        Output::Offer(x) => &x.tenant,
+        Output::OfferWithdrawn(x) => &x.tenant,
+        Output::AgentAway(x) => &x.tenant,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_records_are_dead_letters_and_engines_are_per_tenant() {
+        let mut p = Partition::build(0, Arc::new(Policy::default()), 1024);
+        let mut out = Vec::new();
+        assert!(matches!(
+            p.process(1, Some(b"{nope"), &mut out),
+            Outcome::DeadLetter(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            p.process(1, None, &mut out),
+            Outcome::DeadLetter(DecodeError::Empty)
+        ));
+        let ev = |t: &str| {
+            format!(
+                r#"{{"type":"agent.state","id":"e-{t}","tenant":"{t}","ts":1,"agent_id":"a","state":"available"}}"#
+            )
+        };
+        for t in ["shop-mx", "shop-br", "shop-mx"] {
+            let o = p.process(1, Some(ev(t).as_bytes()), &mut out);
+            assert!(!matches!(o, Outcome::DeadLetter(_)), "{o:?}");
+        }
+        assert_eq!(p.tenants(), 2);
+    }
+}
