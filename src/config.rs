@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::engine::policy::{Policy, PolicyError};
+use crate::telemetry::LogSettings;
 
 /// librdkafka keys omniroute sets itself; the `[kafka.client]` pass-through refuses them so that
 /// a client setting cannot silently break offset handling or group membership.
@@ -44,9 +45,8 @@ pub struct Config {
     pub routing: Policy,
     #[serde(default)]
     pub metrics: MetricsConfig,
-    /// Logging; passed to the telemetry setup. TODO: typed once telemetry lands.
     #[serde(default)]
-    pub log: toml::Table,
+    pub log: LogSettings,
     #[serde(default)]
     pub daemon: DaemonConfig,
 }

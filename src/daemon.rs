@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -253,6 +253,8 @@ impl Daemon {
                 _ = timer => self.tick().await?,
                 m = consumer.recv() => match m {
                     Ok(msg) => {
+                        // Owned, so the loop's future stays `Send` across the produce awaits.
+                        let msg = msg.detach();
                         self.apply_changes(consumer);
                         self.process(&msg).await?;
                     }
@@ -314,7 +316,7 @@ impl Daemon {
         }
     }
 
-    fn source(&mut self, msg: &BorrowedMessage<'_>) -> Source {
+    fn source(&mut self, msg: &OwnedMessage) -> Source {
         let topic = msg.topic();
         let name = match self.topic_names.get(topic) {
             Some(t) => t.clone(),
@@ -328,7 +330,7 @@ impl Daemon {
     }
 
     /// decode → engine → encode → produce; the offset is stored once all of it is delivered.
-    async fn process(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), DaemonError> {
+    async fn process(&mut self, msg: &OwnedMessage) -> Result<(), DaemonError> {
         let src = self.source(msg);
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         metrics::record_consumed(topic);
@@ -525,6 +527,70 @@ impl Daemon {
         match delivery_failure {
             Some(e) => Err(e.into()),
             None => Ok(()),
+        }
+    }
+}
+
+/// Mirrors the daemon's [`Status`] to the outside: `/readyz`, systemd readiness, the watchdog
+/// (only while the loop's heartbeat is fresh, so a stuck loop gets restarted) and a throughput
+/// status line. Runs until `shutdown`.
+pub async fn supervise(
+    mut status: watch::Receiver<Status>,
+    health: Arc<crate::http::Health>,
+    notifier: crate::systemd::Notifier,
+    stale_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let ping_every = notifier
+        .watchdog_interval()
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(ping_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_ready = false;
+    let mut reloads_seen = 0;
+    let mut last = (Instant::now(), 0u64, 0u64);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let s = status.borrow_and_update().clone();
+                if s.ready != was_ready {
+                    was_ready = s.ready;
+                    health.set_ready(s.ready);
+                    if s.ready {
+                        notifier.ready();
+                    }
+                }
+                let reloads = s.reloads_ok + s.reloads_failed;
+                if reloads != reloads_seen {
+                    reloads_seen = reloads;
+                    // Reload finished (applied or rejected): the service is ready again.
+                    notifier.ready();
+                }
+            }
+            _ = ticker.tick() => {
+                let s = status.borrow().clone();
+                if s.heartbeat.elapsed() <= stale_after {
+                    notifier.watchdog();
+                } else {
+                    tracing::warn!(stale_for = ?s.heartbeat.elapsed(), "main loop heartbeat is stale; not feeding the watchdog");
+                }
+                let (t0, c0, p0) = last;
+                let secs = t0.elapsed().as_secs_f64().max(0.001);
+                notifier.status(&format!(
+                    "{} partitions; {:.0} records/s in, {:.0} records/s out; {} dead-lettered",
+                    s.partitions,
+                    (s.consumed - c0) as f64 / secs,
+                    (s.produced - p0) as f64 / secs,
+                    s.dead_lettered
+                ));
+                last = (Instant::now(), s.consumed, s.produced);
+            }
         }
     }
 }

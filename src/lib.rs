@@ -6,11 +6,25 @@
 //! - [`engine`]: the routing engine, pure and deterministic (time passed in); one per tenant.
 //!   - [`engine::policy`]: channels, queues, strategies, relaxation, limits (the `[routing]` config).
 //!   - [`engine::sla`]: service level, ASA, abandonment, occupancy bookkeeping.
+//! - [`config`]: the typed TOML config, validation with key paths, secrets, librdkafka pass-through.
+//! - [`daemon`]: `run(config, shutdown)`: consume → route → produce, reloads, graceful stop.
+//! - [`demo`]: `omniroute demo`, the daemon against an in-process Kafka with a live table.
+//! - [`kafka`]: client settings, producer with delivery tracking and backpressure, rebalance
+//!   hand-over, dead-letter headers.
+//! - [`partition`]: one input partition's routing state (tenant → engine) and record handling.
+//! - [`metrics`]: metric names and helpers.
+//! - [`telemetry`]: log setup (`tracing`, human or JSON, `RUST_LOG`).
+//! - [`http`]: `/metrics`, `/healthz` and `/readyz` on a tiny HTTP/1.1 responder.
+//! - [`systemd`]: service-manager notifications (readiness, reload, stop, status, watchdog).
 
 pub mod engine;
 pub mod event;
 pub mod config;
 pub mod daemon;
+pub mod demo;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
+pub mod systemd;
+pub mod telemetry;

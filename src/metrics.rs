@@ -115,3 +115,21 @@ pub(crate) fn reload(ok: bool) {
 pub(crate) fn produce_error(topic: &str) {
     counter!(PRODUCE_ERRORS, "topic" => topic.to_string()).increment(1);
 }
+
+/// Installs the Prometheus recorder (once per process) and returns the handle that renders the
+/// exposition text. Decision time gets histogram buckets so alerts can use quantiles.
+pub fn install_prometheus(
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DECISION_SECONDS.to_string()),
+            &[
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
+                0.002_5, 0.005, 0.01,
+            ],
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
