@@ -30,7 +30,9 @@ pub struct Tracker {
 struct PartTrack {
     /// Offset → deliveries still outstanding.
     pending: BTreeMap<i64, u32>,
-    /// Highest offset handed to [`Tracker::begin`].
+    /// Lowest and highest offsets handed to [`Tracker::begin`]: nothing below the first record
+    /// this owner consumed is ever stored.
+    first_seen: Option<i64>,
     last_seen: Option<i64>,
     /// Highest offset already returned by [`Tracker::take_committable`].
     stored: Option<i64>,
@@ -40,6 +42,7 @@ impl Tracker {
     /// Record `offset` consumed, with `outputs` deliveries to wait for (0 = done already).
     pub fn begin(&mut self, (topic, partition, offset): &Source, outputs: u32) {
         let p = self.parts.entry((topic.clone(), *partition)).or_default();
+        p.first_seen = Some(p.first_seen.map_or(*offset, |o| o.min(*offset)));
         p.last_seen = Some(p.last_seen.map_or(*offset, |o| o.max(*offset)));
         if outputs > 0 {
             *p.pending.entry(*offset).or_default() += outputs;
@@ -76,12 +79,14 @@ impl Tracker {
     pub fn take_committable(&mut self) -> Vec<Source> {
         let mut out = Vec::new();
         for ((topic, partition), p) in &mut self.parts {
-            let Some(last) = p.last_seen else { continue };
+            let (Some(first), Some(last)) = (p.first_seen, p.last_seen) else {
+                continue;
+            };
             let done = match p.pending.keys().next() {
-                Some(first) => first - 1,
+                Some(pending) => pending - 1,
                 None => last,
             };
-            if done >= 0 && p.stored.is_none_or(|s| done > s) {
+            if done >= first && p.stored.is_none_or(|s| done > s) {
                 p.stored = Some(done);
                 out.push((topic.clone(), *partition, done));
             }
