@@ -17,11 +17,11 @@
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on a tiny HTTP/1.1 responder.
 //! - [`systemd`]: service-manager notifications (readiness, reload, stop, status, watchdog).
 
-pub mod engine;
-pub mod event;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod engine;
+pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

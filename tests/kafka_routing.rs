@@ -25,7 +25,11 @@ fn offer_for<'a>(out: &'a [serde_json::Value], contact: &str) -> Vec<&'a serde_j
 async fn routes_by_skill_language_and_capacity() {
     let ns = unique("route");
     let topics = create_topics(&ns).await;
-    let mut d = start(config(&topics, &ns, "[routing.channels.chat]\noffer_timeout = \"60s\"\n"));
+    let mut d = start(config(
+        &topics,
+        &ns,
+        "[routing.channels.chat]\noffer_timeout = \"60s\"\n",
+    ));
     d.ready().await;
     let p = producer();
     let out = Reader::new(&topics.assignments, PARTITIONS);
@@ -33,12 +37,54 @@ async fn routes_by_skill_language_and_capacity() {
     let ev = &topics.events;
     // a-es fits Spanish returns at level 5+ but takes one chat at a time; a-pt speaks only
     // Portuguese; a-low speaks Spanish but lacks the level.
-    agent(&p, ev, t, "a-es", json!({"returns": 7}), &["es"], json!({"chat": 1})).await;
-    agent(&p, ev, t, "a-pt", json!({"returns": 9}), &["pt"], json!({"chat": 1})).await;
-    agent(&p, ev, t, "a-low", json!({"returns": 2}), &["es"], json!({"chat": 3})).await;
-    send_event(&p, ev, &contact(t, "c1", "chat", "es-MX", json!({"returns": 5}))).await;
-    send_event(&p, ev, &contact(t, "c2", "chat", "pt-BR", json!({"returns": 5}))).await;
-    send_event(&p, ev, &contact(t, "c3", "chat", "es-MX", json!({"returns": 5}))).await;
+    agent(
+        &p,
+        ev,
+        t,
+        "a-es",
+        json!({"returns": 7}),
+        &["es"],
+        json!({"chat": 1}),
+    )
+    .await;
+    agent(
+        &p,
+        ev,
+        t,
+        "a-pt",
+        json!({"returns": 9}),
+        &["pt"],
+        json!({"chat": 1}),
+    )
+    .await;
+    agent(
+        &p,
+        ev,
+        t,
+        "a-low",
+        json!({"returns": 2}),
+        &["es"],
+        json!({"chat": 3}),
+    )
+    .await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c1", "chat", "es-MX", json!({"returns": 5})),
+    )
+    .await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c2", "chat", "pt-BR", json!({"returns": 5})),
+    )
+    .await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c3", "chat", "es-MX", json!({"returns": 5})),
+    )
+    .await;
 
     let got = out
         .json_until(Duration::from_secs(10), |o| of_type(o, "offer").len() >= 2)
@@ -55,14 +101,40 @@ async fn routes_by_skill_language_and_capacity() {
     assert_eq!(c2[0]["agent_id"], "a-pt");
 
     // c3 fits only a-es, whose one chat slot is taken: nothing until the slot frees.
-    let more = out.json_until(Duration::from_millis(1500), |o| !o.is_empty()).await;
-    assert!(offer_for(&more, "c3").is_empty(), "capacity exceeded: {more:#?}");
+    let more = out
+        .json_until(Duration::from_millis(1500), |o| !o.is_empty())
+        .await;
+    assert!(
+        offer_for(&more, "c3").is_empty(),
+        "capacity exceeded: {more:#?}"
+    );
 
-    let aid = c1[0]["assignment_id"].as_str().expect("assignment id").to_string();
+    let aid = c1[0]["assignment_id"]
+        .as_str()
+        .expect("assignment id")
+        .to_string();
     let answer = json!({"assignment_id": aid, "agent_id": "a-es", "contact_id": "c1"});
     send_event(&p, ev, &event(t, "offer.accepted", answer)).await;
-    send_event(&p, ev, &event(t, "contact.completed", json!({"contact_id": "c1", "agent_id": "a-es"}))).await;
-    send_event(&p, ev, &event(t, "agent.wrapup_done", json!({"agent_id": "a-es", "contact_id": "c1"}))).await;
+    send_event(
+        &p,
+        ev,
+        &event(
+            t,
+            "contact.completed",
+            json!({"contact_id": "c1", "agent_id": "a-es"}),
+        ),
+    )
+    .await;
+    send_event(
+        &p,
+        ev,
+        &event(
+            t,
+            "agent.wrapup_done",
+            json!({"agent_id": "a-es", "contact_id": "c1"}),
+        ),
+    )
+    .await;
     let got = out
         .json_until(Duration::from_secs(10), |o| !offer_for(o, "c3").is_empty())
         .await;
@@ -86,7 +158,12 @@ async fn unanswered_offer_times_out_and_goes_to_another_agent() {
     let (t, ev) = ("shop-br", &topics.events);
     agent(&p, ev, t, "a1", json!({"sales": 5}), &["pt"], json!({})).await;
     agent(&p, ev, t, "a2", json!({"sales": 5}), &["pt"], json!({})).await;
-    send_event(&p, ev, &contact(t, "c1", "chat", "pt-BR", json!({"sales": 3}))).await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c1", "chat", "pt-BR", json!({"sales": 3})),
+    )
+    .await;
 
     // Nobody answers: the 1 s offer timeout fires from the daemon's clock, with no new events.
     let got = out
@@ -96,7 +173,10 @@ async fn unanswered_offer_times_out_and_goes_to_another_agent() {
     assert_eq!(offers.len(), 2, "{got:#?}");
     assert_eq!(offers[0]["attempt"], 1);
     assert_eq!(offers[1]["attempt"], 2);
-    assert_ne!(offers[0]["agent_id"], offers[1]["agent_id"], "re-offer excludes the agent who missed");
+    assert_ne!(
+        offers[0]["agent_id"], offers[1]["agent_id"],
+        "re-offer excludes the agent who missed"
+    );
     let withdrawn = of_type(&got, "offer.withdrawn");
     assert_eq!(withdrawn.len(), 1, "{got:#?}");
     assert_eq!(withdrawn[0]["reason"], "timeout");
@@ -108,21 +188,43 @@ async fn unanswered_offer_times_out_and_goes_to_another_agent() {
 async fn abandon_withdraws_the_offer_and_frees_the_agent() {
     let ns = unique("abandon");
     let topics = create_topics(&ns).await;
-    let mut d = start(config(&topics, &ns, "[routing.channels.voice]\noffer_timeout = \"60s\"\n"));
+    let mut d = start(config(
+        &topics,
+        &ns,
+        "[routing.channels.voice]\noffer_timeout = \"60s\"\n",
+    ));
     d.ready().await;
     let p = producer();
     let out = Reader::new(&topics.assignments, PARTITIONS);
     let (t, ev) = ("shop-ar", &topics.events);
     agent(&p, ev, t, "a1", json!({"support": 6}), &["es"], json!({})).await;
-    send_event(&p, ev, &contact(t, "c1", "voice", "es-AR", json!({"support": 4}))).await;
-    send_event(&p, ev, &contact(t, "c2", "voice", "es-AR", json!({"support": 4}))).await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c1", "voice", "es-AR", json!({"support": 4})),
+    )
+    .await;
+    send_event(
+        &p,
+        ev,
+        &contact(t, "c2", "voice", "es-AR", json!({"support": 4})),
+    )
+    .await;
     let got = out
         .json_until(Duration::from_secs(10), |o| !offer_for(o, "c1").is_empty())
         .await;
     assert_eq!(offer_for(&got, "c1")[0]["agent_id"], "a1");
-    assert!(offer_for(&got, "c2").is_empty(), "voice is exclusive: {got:#?}");
+    assert!(
+        offer_for(&got, "c2").is_empty(),
+        "voice is exclusive: {got:#?}"
+    );
 
-    send_event(&p, ev, &event(t, "contact.abandoned", json!({"contact_id": "c1"}))).await;
+    send_event(
+        &p,
+        ev,
+        &event(t, "contact.abandoned", json!({"contact_id": "c1"})),
+    )
+    .await;
     let got = out
         .json_until(Duration::from_secs(10), |o| !offer_for(o, "c2").is_empty())
         .await;
@@ -156,17 +258,31 @@ async fn reload_swaps_policy_keeps_state_and_rejects_a_bad_file() {
         &path,
         &config_text(&topics, &ns, "[routing.channels.chat]\ncapacity = 0\n"),
     );
-    d.reload.send(Reload { path: path.clone() }).await.expect("daemon running");
-    let s = d.wait_for(5, "rejected reload", |s| s.reloads_failed == 1).await;
+    d.reload
+        .send(Reload { path: path.clone() })
+        .await
+        .expect("daemon running");
+    let s = d
+        .wait_for(5, "rejected reload", |s| s.reloads_failed == 1)
+        .await;
     let err = s.last_reload_error.expect("error kept");
     assert!(err.contains("routing.channels.chat.capacity"), "{err}");
-    assert_eq!(s.policy.channel("chat").map(|c| c.offer_timeout), Some(Duration::from_secs(60)));
+    assert_eq!(
+        s.policy.channel("chat").map(|c| c.offer_timeout),
+        Some(Duration::from_secs(60))
+    );
 
     // A good file with a 1 s chat offer timeout: applied to the running engines.
     write(&path, &config_text(&topics, &ns, ROUTING));
-    d.reload.send(Reload { path: path.clone() }).await.expect("daemon running");
+    d.reload
+        .send(Reload { path: path.clone() })
+        .await
+        .expect("daemon running");
     let s = d.wait_for(5, "applied reload", |s| s.reloads_ok == 1).await;
-    assert_eq!(s.policy.channel("chat").map(|c| c.offer_timeout), Some(Duration::from_secs(1)));
+    assert_eq!(
+        s.policy.channel("chat").map(|c| c.offer_timeout),
+        Some(Duration::from_secs(1))
+    );
 
     // The agents registered before the reloads are still there, and the new timeout applies.
     send_event(&p, ev, &contact(t, "c1", "chat", "es-CO", json!({}))).await;
@@ -178,6 +294,10 @@ async fn reload_swaps_policy_keeps_state_and_rejects_a_bad_file() {
     assert_eq!(of_type(&got, "offer.withdrawn")[0]["reason"], "timeout");
     let expires = offers[0]["expires_at"].as_u64().unwrap_or(0);
     let offered = offers[0]["offered_at"].as_u64().unwrap_or(0);
-    assert_eq!(expires - offered, 1000, "offer made under the reloaded policy");
+    assert_eq!(
+        expires - offered,
+        1000,
+        "offer made under the reloaded policy"
+    );
     d.stop().await;
 }

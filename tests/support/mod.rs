@@ -30,14 +30,25 @@ pub const PARTITIONS: i32 = 2;
 
 /// The broker address for this test binary.
 pub fn brokers() -> &'static str {
-    static BROKERS: OnceLock<String> = OnceLock::new();
-    BROKERS.get_or_init(|| match std::env::var("OMNIROUTE_TEST_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => spawn_tansu(),
-    })
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    &BROKER
+        .get_or_init(|| match std::env::var("OMNIROUTE_TEST_BROKERS") {
+            Ok(b) if !b.trim().is_empty() => Broker {
+                addr: b,
+                _guard: None,
+            },
+            _ => spawn_tansu(),
+        })
+        .addr
 }
 
-fn spawn_tansu() -> String {
+struct Broker {
+    addr: String,
+    /// The shell that owns the Tansu process (see [`spawn_tansu`]).
+    _guard: Option<std::process::Child>,
+}
+
+fn spawn_tansu() -> Broker {
     let found = Command::new("tansu")
         .arg("--version")
         .stdout(Stdio::null())
@@ -57,7 +68,7 @@ fn spawn_tansu() -> String {
          while kill -0 {parent} 2>/dev/null; do sleep 0.2; done; kill $b",
         parent = std::process::id()
     );
-    Command::new("sh")
+    let guard = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
@@ -66,10 +77,16 @@ fn spawn_tansu() -> String {
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {addr} within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "tansu did not listen on {addr} within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    addr
+    Broker {
+        addr,
+        _guard: Some(guard),
+    }
 }
 
 /// A name no other test in this run uses.
@@ -172,7 +189,8 @@ pub struct Running {
 
 pub fn start(config: Config) -> Running {
     let shutdown = CancellationToken::new();
-    let (control, reload, status) = Control::new(shutdown.clone(), Arc::new(config.routing.clone()));
+    let (control, reload, status) =
+        Control::new(shutdown.clone(), Arc::new(config.routing.clone()));
     let handle = tokio::spawn(daemon::run_with(config, control));
     Running {
         shutdown,
@@ -192,7 +210,12 @@ impl Running {
     }
 
     /// Waits for a status condition, for at most `secs`.
-    pub async fn wait_for(&mut self, secs: u64, what: &str, f: impl FnMut(&Status) -> bool) -> Status {
+    pub async fn wait_for(
+        &mut self,
+        secs: u64,
+        what: &str,
+        f: impl FnMut(&Status) -> bool,
+    ) -> Status {
         tokio::time::timeout(Duration::from_secs(secs), self.status.wait_for(f))
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
