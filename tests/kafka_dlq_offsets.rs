@@ -172,3 +172,110 @@ async fn a_restarted_daemon_resumes_after_the_committed_offsets() {
     let s = second.stop().await;
     assert_eq!(s.consumed, 3, "only the new records were consumed");
 }
+
+/// One HTTP GET on the ops endpoint; `None` while it is not answering.
+async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    let code = body.get(9..12)?.parse().ok()?;
+    Some((code, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_becomes_ready_serves_metrics_and_stops_cleanly_on_sigterm() {
+    let ns = unique("proc");
+    let topics = create_topics(&ns).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("omniroute.toml");
+    let text =
+        config_text(&topics, &ns, "").replace("listen = \"\"", &format!("listen = \"{addr}\""));
+    write(&path, &text);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_omniroute"))
+        .args(["run", "--config", &path.display().to_string()])
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start omniroute");
+
+    // Alive first, ready once partitions are assigned.
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some((200, _)) = get(&addr, "/readyz").await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "/readyz did not turn 200 within 20 s");
+    assert_eq!(get(&addr, "/healthz").await.map(|r| r.0), Some(200));
+
+    let p = producer();
+    let (t, ev) = ("shop-pe", &topics.events);
+    agent(&p, ev, t, "a1", json!({}), &["es"], json!({})).await;
+    send_event(&p, ev, &contact(t, "c1", "sms", "es-PE", json!({}))).await;
+    send(&p, ev, t, b"not json").await;
+    let out = Reader::new(&topics.assignments, PARTITIONS);
+    let got = out
+        .json_until(Duration::from_secs(10), |o| !of_type(o, "offer").is_empty())
+        .await;
+    assert_eq!(of_type(&got, "offer").len(), 1, "{got:#?}");
+
+    let metrics = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some((200, body)) = get(&addr, "/metrics").await {
+                if body.contains("omniroute_dlq_records_total{reason=\"invalid_json\"} 1") {
+                    return body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("dead letter counted in /metrics");
+    for name in [
+        "omniroute_records_consumed_total",
+        "omniroute_events_routed_total{type=\"contact.created\"} 1",
+        "omniroute_assignments_produced_total{type=\"offer\"} 1",
+        "omniroute_offers_total{tenant=\"shop-pe\",queue=\"general\",channel=\"sms\"} 1",
+        "omniroute_decision_seconds_bucket",
+        "omniroute_partitions_assigned",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("graceful stop within shutdown_timeout")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
+
+    // Offsets were committed on the way out: the same group resumes after the last record.
+    let mut again = start(config(&topics, &ns, ""));
+    again.ready().await;
+    assert!(
+        out.next(Duration::from_millis(1500)).await.is_none(),
+        "nothing re-routed"
+    );
+    let s = again.stop().await;
+    assert_eq!(s.consumed, 0);
+}
