@@ -480,6 +480,7 @@ impl Daemon {
             let mut records = Vec::new();
             for p in self.parts.values_mut() {
                 for s in p.sla_snapshots(now) {
+                    metrics::sla_snapshot(&s);
                     records.push((s.tenant.clone(), serde_json::to_vec(&s)?));
                 }
             }
