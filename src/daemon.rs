@@ -271,6 +271,8 @@ impl Daemon {
                             return Err(e.into());
                         }
                         tracing::warn!(error = %e, "consumer error; retrying");
+                        // librdkafka recovers by itself; do not spin on a burst of reports.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
             }
