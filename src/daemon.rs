@@ -40,7 +40,10 @@ pub enum DaemonError {
 pub struct Status {
     /// Partitions assigned and their state built.
     pub ready: bool,
+    /// Input partitions owned (counted over all input topics).
     pub partitions: usize,
+    /// Their partition numbers.
+    pub partition_ids: Vec<i32>,
     /// Last time the loop went round; a stale heartbeat means a stuck loop.
     pub heartbeat: Instant,
     pub consumed: u64,
@@ -60,6 +63,7 @@ impl Status {
         Status {
             ready: false,
             partitions: 0,
+            partition_ids: Vec::new(),
             heartbeat: Instant::now(),
             consumed: 0,
             routed: 0,
@@ -152,6 +156,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         tracker,
         parts: BTreeMap::new(),
         owned: BTreeSet::new(),
+        revoked: BTreeMap::new(),
         topic_names: HashMap::new(),
         out: Vec::new(),
         status: control.status,
@@ -191,6 +196,10 @@ struct Daemon {
     parts: BTreeMap<i32, Partition>,
     /// (topic, partition) pairs currently owned.
     owned: BTreeSet<(String, i32)>,
+    /// Partitions revoked by the last rebalance, kept until the next assignment: an eager
+    /// rebalance revokes everything and then hands most of it straight back, and nobody else
+    /// can have consumed in between, so their state is still exact.
+    revoked: BTreeMap<i32, Partition>,
     /// Interned topic names for delivery tracking.
     topic_names: HashMap<String, Arc<str>>,
     /// Reused output buffer.
@@ -284,34 +293,51 @@ impl Daemon {
         for change in consumer.context().take_changes() {
             match change {
                 Change::Assigned(list) => {
+                    let mut kept = std::mem::take(&mut self.revoked);
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
-                        self.parts.entry(p).or_insert_with(|| {
+                        if self.parts.contains_key(&p) {
+                            continue;
+                        }
+                        // The "assigned → build state" step; state comes back only when this
+                        // instance owned the partition right up to this assignment.
+                        let part = kept.remove(&p).unwrap_or_else(|| {
                             Partition::build(
                                 p,
                                 self.policy.clone(),
                                 self.config.daemon.max_record_bytes,
                             )
                         });
+                        self.parts.insert(p, part);
                     }
+                    // Partitions that went elsewhere: their state goes with them.
+                    drop(kept);
                     let n = self.owned.len();
+                    let ids: Vec<i32> = self.parts.keys().copied().collect();
                     metrics::partitions_assigned(n);
                     self.publish_status(|s| {
                         s.ready = true;
                         s.partitions = n;
+                        s.partition_ids = ids;
                     });
                 }
                 Change::Revoked(list) => {
                     for (topic, p) in list {
                         self.owned.remove(&(topic, p));
                         if !self.owned.iter().any(|(_, q)| *q == p) {
-                            // Drain happened in the callback; the state goes with the partition.
-                            self.parts.remove(&p);
+                            // Drained in the callback; kept aside until the next assignment.
+                            if let Some(part) = self.parts.remove(&p) {
+                                self.revoked.insert(p, part);
+                            }
                         }
                     }
                     let n = self.owned.len();
+                    let ids: Vec<i32> = self.parts.keys().copied().collect();
                     metrics::partitions_assigned(n);
-                    self.publish_status(|s| s.partitions = n);
+                    self.publish_status(|s| {
+                        s.partitions = n;
+                        s.partition_ids = ids;
+                    });
                 }
             }
         }
@@ -426,7 +452,7 @@ impl Daemon {
         match Config::load(&r.path) {
             Ok(c) => {
                 let policy = Arc::new(c.routing);
-                for p in self.parts.values_mut() {
+                for p in self.parts.values_mut().chain(self.revoked.values_mut()) {
                     p.set_policy(policy.clone());
                 }
                 self.policy = policy.clone();

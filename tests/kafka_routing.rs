@@ -301,3 +301,78 @@ async fn reload_swaps_policy_keeps_state_and_rejects_a_bad_file() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_hands_over_offsets_and_keeps_the_state_of_partitions_that_stay() {
+    let ns = unique("rebalance");
+    let topics = create_topics(&ns).await;
+    let p = producer();
+    let out = Reader::new(&topics.assignments, PARTITIONS);
+    let ev = &topics.events;
+    let mut a = start(config(&topics, &ns, ""));
+    a.ready().await;
+    a.wait_for(10, "both partitions on the first instance", |s| {
+        s.partitions == 2
+    })
+    .await;
+    // One tenant per partition, each with an agent.
+    for part in 0..2 {
+        let t = format!("tenant-{part}");
+        for e in [
+            event(
+                &t,
+                "agent.profile",
+                json!({"agent_id": "a", "languages": ["es"]}),
+            ),
+            event(
+                &t,
+                "agent.state",
+                json!({"agent_id": "a", "state": "available"}),
+            ),
+        ] {
+            send_to(&p, ev, part, &e).await;
+        }
+    }
+    a.wait_for(10, "agents applied", |s| s.routed == 4).await;
+
+    // A second instance joins: one partition moves to it.
+    let mut b = start(config(&topics, &ns, ""));
+    b.ready().await;
+    let sb = b
+        .wait_for(20, "the second instance owns a partition", |s| {
+            s.partitions == 1
+        })
+        .await;
+    let sa = a
+        .wait_for(20, "the first instance keeps one", |s| s.partitions == 1)
+        .await;
+    let (kept, moved) = (sa.partition_ids[0], sb.partition_ids[0]);
+    assert_ne!(kept, moved);
+
+    for part in [kept, moved] {
+        let t = format!("tenant-{part}");
+        send_to(
+            &p,
+            ev,
+            part,
+            &contact(&t, "c1", "email", "es-MX", json!({})),
+        )
+        .await;
+    }
+    // The partition that stayed still knows its agent: its contact is offered.
+    let got = out
+        .json_until(Duration::from_secs(10), |o| !of_type(o, "offer").is_empty())
+        .await;
+    let offers = of_type(&got, "offer");
+    assert_eq!(offers.len(), 1, "{got:#?}");
+    assert_eq!(offers[0]["tenant"], format!("tenant-{kept}"));
+    // The moved partition starts after the committed offsets: the new owner consumed only the
+    // new contact, not the agent events the first owner had handled.
+    let sb = b
+        .wait_for(10, "the contact consumed", |s| s.consumed >= 1)
+        .await;
+    assert_eq!(sb.consumed, 1, "{sb:?}");
+    let sb = b.stop().await;
+    assert_eq!(sb.consumed, 1);
+    a.stop().await;
+}

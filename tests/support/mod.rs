@@ -427,3 +427,19 @@ pub fn contact(
 pub fn of_type<'a>(out: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     out.iter().filter(|v| v["type"] == kind).collect()
 }
+
+/// Produces a JSON event to an explicit partition (to place tenants in tests).
+pub async fn send_to(p: &FutureProducer, topic: &str, partition: i32, event: &serde_json::Value) {
+    let tenant = event["tenant"].as_str().expect("event has a tenant");
+    let payload = event.to_string();
+    p.send(
+        FutureRecord::to(topic)
+            .partition(partition)
+            .key(tenant)
+            .payload(&payload),
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .expect("record produced");
+}
