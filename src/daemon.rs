@@ -256,7 +256,9 @@ impl Daemon {
                 .min()
                 .map_or(tick_interval, |d| {
                     Duration::from_millis(d.saturating_sub(now)).min(tick_interval)
-                });
+                })
+                // At least 1 ms, so that buffered records are served between timer rounds.
+                .max(Duration::from_millis(1));
             let timer = tokio::time::sleep(wait);
 
             tokio::select! {
