@@ -642,3 +642,43 @@ pub async fn supervise(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn supervise_mirrors_readiness_to_the_health_endpoint() {
+        let (tx, rx) = watch::channel(Status::new(Arc::new(Policy::default())));
+        let health = Arc::new(crate::http::Health::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(
+            rx,
+            health.clone(),
+            crate::systemd::Notifier::inactive(),
+            Duration::from_secs(5),
+            stop.clone(),
+        ));
+        let wait_until = |want: bool| {
+            let health = health.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    while health.is_ready() != want {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .is_ok()
+            }
+        };
+        assert!(!health.is_ready());
+        tx.send_modify(|s| s.ready = true);
+        assert!(wait_until(true).await, "ready not mirrored");
+        tx.send_modify(|s| s.ready = false);
+        assert!(wait_until(false).await, "not-ready not mirrored");
+        stop.cancel();
+        assert!(tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_ok());
+    }
+}
