@@ -26,6 +26,7 @@ pub(crate) struct Contact {
     pub(crate) preferred: Vec<(u32, u8)>,
     pub(crate) priority: i32,
     pub(crate) preferred_agent: Option<String>,
+    #[serde(with = "handoff_fields")]
     pub(crate) handoff: Option<Handoff>,
     /// When the customer began waiting: min(event time, processing time).
     pub(crate) arrival: Millis,
@@ -66,7 +67,13 @@ pub(crate) struct WaitKey {
 }
 
 impl WaitKey {
-    pub(crate) fn new(priority: i32, aging: f64, threshold: u64, arrival: Millis, slot: u32) -> Self {
+    pub(crate) fn new(
+        priority: i32,
+        aging: f64,
+        threshold: u64,
+        arrival: Millis,
+        slot: u32,
+    ) -> Self {
         let k = f64::from(priority) - aging * (arrival as f64) / (threshold.max(1) as f64);
         WaitKey {
             neg_k: -k,
@@ -162,5 +169,33 @@ impl Slab {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.as_ref().map(|c| (i as u32, c)))
+    }
+}
+
+/// `Handoff` skips absent fields on the wire, which a non-self-describing snapshot format
+/// (bincode) cannot read back; snapshots store its fields positionally instead.
+mod handoff_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::Handoff;
+
+    type Fields = Option<(Option<String>, Option<String>, Option<String>)>;
+
+    pub(super) fn serialize<S: Serializer>(h: &Option<Handoff>, s: S) -> Result<S::Ok, S::Error> {
+        let f: Fields = h
+            .as_ref()
+            .map(|h| (h.bot.clone(), h.intent.clone(), h.summary.clone()));
+        f.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Handoff>, D::Error> {
+        let f = Fields::deserialize(d)?;
+        Ok(f.map(|(bot, intent, summary)| Handoff {
+            bot,
+            intent,
+            summary,
+        }))
     }
 }

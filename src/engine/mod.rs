@@ -193,6 +193,7 @@ pub struct EngineStats {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
     tenant: String,
+    #[serde(with = "policy_as_json")]
     policy: Arc<Policy>,
     sla: sla::SlaBook,
     /// Latest processing time seen: `now` is never trusted to be monotonic.
@@ -287,7 +288,12 @@ impl Engine {
 
     /// Applies one event at processing time `now`. Timers due by `now` fire first, so the event
     /// sees the state as of `now` (an offer that expired cannot be accepted any more).
-    pub fn handle(&mut self, now: Millis, event: &Event, out: &mut Vec<Output>) -> Result<(), Ignored> {
+    pub fn handle(
+        &mut self,
+        now: Millis,
+        event: &Event,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
         if event.tenant != self.tenant {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
@@ -324,7 +330,8 @@ impl Engine {
     pub fn sla_snapshot(&mut self, now: Millis) -> Vec<SlaSnapshot> {
         self.now = self.now.max(now);
         let live = self.live_view();
-        self.sla.snapshot(self.now, &self.tenant, &self.policy, &live)
+        self.sla
+            .snapshot(self.now, &self.tenant, &self.policy, &live)
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -340,5 +347,27 @@ impl Engine {
     /// Timers currently set, stale ones included (for memory accounting).
     pub fn timers_len(&self) -> usize {
         self.timers.len()
+    }
+}
+
+/// The policy skips absent optional fields when serialised, which a non-self-describing
+/// snapshot format (bincode) cannot read back; snapshots carry it as its JSON text.
+mod policy_as_json {
+    use std::sync::Arc;
+
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::Policy;
+
+    pub(super) fn serialize<S: Serializer>(p: &Arc<Policy>, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(p.as_ref()).map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Policy>, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map(Arc::new)
+            .map_err(D::Error::custom)
     }
 }
