@@ -91,7 +91,7 @@ impl Engine {
                 return Err(format!("agent {name}: pending offers out of step"));
             }
             let should = a.state == AgentState::Available && a.has_room(&self.channels);
-            if should != !a.filed.is_empty()
+            if should == a.filed.is_empty()
                 || a.filed_keys != (a.idle_key(ai as u32), a.load_key(ai as u32))
             {
                 return Err(format!("agent {name} not filed as its state says"));
