@@ -139,6 +139,8 @@ pub(crate) struct QueueInfo {
     pub(crate) steps: Vec<StepInfo>,
     /// Some step overflows: agents of other queues may serve this one.
     pub(crate) overflows: bool,
+    /// Some step adds fallback languages: agents of other languages may serve this one.
+    pub(crate) language_fallback: bool,
 }
 
 pub(crate) fn millis(d: std::time::Duration) -> u64 {
@@ -201,6 +203,7 @@ pub(crate) fn resolve_queue(
         aging: if q.aging.is_finite() { q.aging } else { 0.0 },
         sl_threshold: q.service_level_threshold.map(|t| millis(t).max(1)),
         overflows: steps.iter().any(|s| s.overflow_to.is_some()),
+        language_fallback: steps.iter().any(|s| !s.languages.is_empty()),
         steps,
     }
 }
