@@ -217,10 +217,11 @@ impl<T: Default> Buckets<T> {
         let newest = self.ring.back().map(|(i, _)| *i);
         match newest {
             Some(n) if index <= n => {
+                // Searched from the newest end: nearly every call hits the newest bucket.
                 let pos = self
                     .ring
                     .iter()
-                    .position(|(i, _)| *i == index)
+                    .rposition(|(i, _)| *i == index)
                     .unwrap_or(self.ring.len() - 1);
                 &mut self.ring[pos].1
             }
@@ -271,13 +272,17 @@ struct AgentTime {
     busy_ms: f64,
 }
 
-/// One agent's state since its last change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// One agent's last reported state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct AgentTrack {
     logged_in: bool,
-    load: f64,
-    since: Millis,
+    /// Load in millionths, so that the domain-wide sum stays exact through any number of
+    /// changes (a float sum would drift).
+    load: i64,
 }
+
+/// Load fractions are kept in units of 1/LOAD_SCALE.
+const LOAD_SCALE: i64 = 1_000_000;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct QueueBook {
@@ -294,6 +299,12 @@ pub struct SlaBook {
     queues: BTreeMap<String, BTreeMap<String, QueueBook>>,
     /// By the engine's dense agent index.
     agents: Vec<AgentTrack>,
+    /// Agents logged in now, and the sum of their loads (units of 1/LOAD_SCALE). Occupancy
+    /// integrates these domain-wide sums, so a change costs the same with 10 or 10,000 agents.
+    logged_in_now: i64,
+    load_now: i64,
+    /// Time up to which the sums have been integrated into `agent_time`.
+    accrued_to: Millis,
     agent_time: Buckets<AgentTime>,
     logged_in_ms_total: f64,
     busy_ms_total: f64,
@@ -426,52 +437,55 @@ impl SlaBook {
 
     /// Agent `agent` (a dense index) changed: logged in or not, and its load fraction (0–1).
     pub fn on_agent(&mut self, now: Millis, agent: u32, logged_in: bool, load: f64) {
+        self.accrue(now);
         let i = agent as usize;
         if i >= self.agents.len() {
-            self.agents.resize(
-                i + 1,
-                AgentTrack {
-                    logged_in: false,
-                    load: 0.0,
-                    since: now,
-                },
-            );
+            self.agents.resize(i + 1, AgentTrack::default());
         }
-        let track = self.agents[i];
-        self.accrue(track, now);
         // A load outside [0, 1] would be an engine bug; clamp so occupancy stays a fraction.
         let load = if load.is_finite() {
-            load.clamp(0.0, 1.0)
+            (load.clamp(0.0, 1.0) * LOAD_SCALE as f64).round() as i64
         } else {
-            0.0
+            0
         };
-        self.agents[i] = AgentTrack {
+        let new = AgentTrack {
             logged_in,
-            load,
-            since: now,
+            load: if logged_in { load } else { 0 },
         };
+        let old = std::mem::replace(&mut self.agents[i], new);
+        self.logged_in_now += i64::from(new.logged_in) - i64::from(old.logged_in);
+        self.load_now += new.load - old.load;
     }
 
-    /// Adds the time from `track.since` to `now` in `track`'s state to the agent-time buckets.
-    fn accrue(&mut self, track: AgentTrack, now: Millis) {
-        if !track.logged_in || now <= track.since {
+    /// Integrates the domain-wide sums from `accrued_to` up to `now` into the agent-time buckets.
+    fn accrue(&mut self, now: Millis) {
+        if self.accrued_to == 0 || now <= self.accrued_to {
+            // First call, or time passed in out of order: nothing to integrate.
+            self.accrued_to = self.accrued_to.max(now);
             return;
         }
-        let dt = (now - track.since) as f64;
-        self.logged_in_ms_total += dt;
-        self.busy_ms_total += dt * track.load;
+        let since = self.accrued_to;
+        self.accrued_to = now;
+        if self.logged_in_now <= 0 {
+            return;
+        }
+        let logged = self.logged_in_now as f64;
+        let busy = self.load_now as f64 / LOAD_SCALE as f64;
+        let dt = (now - since) as f64;
+        self.logged_in_ms_total += dt * logged;
+        self.busy_ms_total += dt * busy;
         let width = self.width();
         let current = now / width;
         // Time before the window's first bucket would be pruned at once: skip it.
         let earliest = current.saturating_sub(BUCKETS) * width;
-        let mut from = track.since.max(earliest);
+        let mut from = since.max(earliest);
         while from < now {
             let index = from / width;
             let to = ((index + 1) * width).min(now);
             let span = (to - from) as f64;
             let b = self.agent_time.at(index);
-            b.logged_in_ms += span;
-            b.busy_ms += span * track.load;
+            b.logged_in_ms += span * logged;
+            b.busy_ms += span * busy;
             from = to;
         }
     }
@@ -487,12 +501,8 @@ impl SlaBook {
         if self.window_ms != u64::try_from(policy.sla_window.as_millis()).unwrap_or(u64::MAX) {
             self.set_window(policy.sla_window);
         }
-        // Bring every agent's open interval up to `now` so occupancy covers the whole window.
-        for i in 0..self.agents.len() {
-            let track = self.agents[i];
-            self.accrue(track, now);
-            self.agents[i].since = now.max(track.since);
-        }
+        // Integrate up to `now` so occupancy covers the whole window.
+        self.accrue(now);
         let width = self.width();
         let current = now / width;
         self.agent_time.prune(current);
