@@ -120,7 +120,13 @@ impl Agent {
     }
 
     /// Frees one slot. Returns true when the agent became free of all work.
-    pub(crate) fn release(&mut self, now: Millis, channel: u32, units: u32, exclusive: bool) -> bool {
+    pub(crate) fn release(
+        &mut self,
+        now: Millis,
+        channel: u32,
+        units: u32,
+        exclusive: bool,
+    ) -> bool {
         let c = channel as usize;
         if let Some(h) = self.held.get_mut(c) {
             *h = h.saturating_sub(1);

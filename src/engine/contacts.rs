@@ -66,7 +66,13 @@ pub(crate) struct WaitKey {
 }
 
 impl WaitKey {
-    pub(crate) fn new(priority: i32, aging: f64, threshold: u64, arrival: Millis, slot: u32) -> Self {
+    pub(crate) fn new(
+        priority: i32,
+        aging: f64,
+        threshold: u64,
+        arrival: Millis,
+        slot: u32,
+    ) -> Self {
         let k = f64::from(priority) - aging * (arrival as f64) / (threshold.max(1) as f64);
         WaitKey {
             neg_k: -k,

@@ -6,8 +6,8 @@ use super::tables::{self, FULL_LOAD};
 use super::timers::Timer;
 use super::{sla, Engine, Ignored, Output};
 use crate::event::{
-    AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated,
-    ContactRef, ContactUpdated, Event, OfferAnswer, Skills, WrapupDone,
+    AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
+    ContactUpdated, Event, OfferAnswer, Skills, WrapupDone,
 };
 
 impl Engine {
@@ -59,9 +59,10 @@ impl Engine {
                 }
             }
             Timer::Relax { slot, uid } => {
-                let waiting = self.contacts.get(slot).is_some_and(|c| {
-                    c.uid == uid && matches!(c.phase, Phase::Waiting(Some(_)))
-                });
+                let waiting = self
+                    .contacts
+                    .get(slot)
+                    .is_some_and(|c| c.uid == uid && matches!(c.phase, Phase::Waiting(Some(_))));
                 if waiting {
                     self.dequeue(slot);
                     self.route_contact(slot, out);
@@ -89,8 +90,7 @@ impl Engine {
                 n += 1;
             }
         }
-        self.pools
-            .refile(ai, a, &primaries[..n], &self.channels);
+        self.pools.refile(ai, a, &primaries[..n], &self.channels);
         self.sla.on_agent(
             self.now,
             ai,
@@ -282,7 +282,11 @@ impl Engine {
         Ok(())
     }
 
-    fn contact_updated(&mut self, e: &ContactUpdated, out: &mut Vec<Output>) -> Result<(), Ignored> {
+    fn contact_updated(
+        &mut self,
+        e: &ContactUpdated,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
         let slot = self.contact_slot(&e.contact_id)?;
         let Some(c) = self.contacts.get(slot) else {
             return Err(Ignored::UnknownContact(e.contact_id.clone()));

@@ -287,7 +287,12 @@ impl Engine {
 
     /// Applies one event at processing time `now`. Timers due by `now` fire first, so the event
     /// sees the state as of `now` (an offer that expired cannot be accepted any more).
-    pub fn handle(&mut self, now: Millis, event: &Event, out: &mut Vec<Output>) -> Result<(), Ignored> {
+    pub fn handle(
+        &mut self,
+        now: Millis,
+        event: &Event,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
         if event.tenant != self.tenant {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
@@ -324,7 +329,8 @@ impl Engine {
     pub fn sla_snapshot(&mut self, now: Millis) -> Vec<SlaSnapshot> {
         self.now = self.now.max(now);
         let live = self.live_view();
-        self.sla.snapshot(self.now, &self.tenant, &self.policy, &live)
+        self.sla
+            .snapshot(self.now, &self.tenant, &self.policy, &live)
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -193,10 +193,7 @@ impl Engine {
                 for pool in pools {
                     for key in &pool.by_idle {
                         if let Some(m) = self.eligible(key.2, c, r) {
-                            let rank = (
-                                std::cmp::Reverse(self.skill_score(key.2, c, r)),
-                                key.2,
-                            );
+                            let rank = (std::cmp::Reverse(self.skill_score(key.2, c, r)), key.2);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
                                 best = Some((rank, m));
                             }
@@ -280,8 +277,9 @@ impl Engine {
                     };
                     let r = self.relax(c);
                     if let Some(m) = self.eligible(ai, c, &r) {
-                        let eff =
-                            effective_priority(c.priority, qi.aging, threshold, c.arrival, self.now);
+                        let eff = effective_priority(
+                            c.priority, qi.aging, threshold, c.arrival, self.now,
+                        );
                         let better = match &best {
                             None => true,
                             Some(b) => eff
@@ -301,10 +299,7 @@ impl Engine {
                 return;
             };
             let rule = match self.contacts.get(slot) {
-                Some(c)
-                    if c.preferred_agent.as_deref()
-                        == Some(self.agent_ids.name(ai)) =>
-                {
+                Some(c) if c.preferred_agent.as_deref() == Some(self.agent_ids.name(ai)) => {
                     Rule::PreferredAgent
                 }
                 Some(c) if self.sticky_agent(&c.customer) == Some(ai) => Rule::Sticky,
@@ -448,7 +443,12 @@ impl Engine {
 
     /// Withdraws the pending offer of the contact in `slot`, freeing the agent's reservation.
     /// The contact is left out of any line (`Waiting(None)`); returns the agent.
-    pub(crate) fn withdraw(&mut self, slot: u32, reason: &str, out: &mut Vec<Output>) -> Option<u32> {
+    pub(crate) fn withdraw(
+        &mut self,
+        slot: u32,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) -> Option<u32> {
         let now = self.now;
         let c = self.contacts.get_mut(slot)?;
         let Phase::Offered { agent, units, .. } = c.phase else {

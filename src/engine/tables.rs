@@ -184,7 +184,11 @@ pub(crate) fn resolve_queue(
             after: millis(s.after),
             drop_preferred: s.drop_preferred_skills,
             lower_by: s.lower_min_level_by,
-            languages: s.fallback_languages.iter().map(|l| langs.intern(l)).collect(),
+            languages: s
+                .fallback_languages
+                .iter()
+                .map(|l| langs.intern(l))
+                .collect(),
             overflow_to: s.overflow_to.as_deref().map(|o| queues.intern(o)),
         })
         .collect();

@@ -10,7 +10,7 @@
 //! same customers: comparisons across a sweep are not blurred by sampling noise.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use super::report::{Row, RunReport};
@@ -82,7 +82,10 @@ pub struct Simulation<'a> {
     now: Millis,
     end: Millis,
     streams: Vec<Stream>,
-    contacts: Vec<Contact>,
+    /// Contacts `first_contact..`, by number; finished ones are dropped from the front, so
+    /// memory follows the contacts in flight, not the length of the run.
+    contacts: VecDeque<Contact>,
+    first_contact: u32,
     /// Per agent: on shift now.
     on_shift: Vec<bool>,
     outputs: Vec<Output>,
@@ -141,7 +144,8 @@ impl<'a> Simulation<'a> {
             now: start,
             end,
             streams,
-            contacts: Vec::new(),
+            contacts: VecDeque::new(),
+            first_contact: 0,
             on_shift: Vec::new(),
             outputs: Vec::new(),
             warmup: Vec::new(),
@@ -231,7 +235,7 @@ impl<'a> Simulation<'a> {
                     let Some(c) = contact_index(&offer.contact_id) else {
                         continue;
                     };
-                    let Some(contact) = self.contacts.get_mut(c as usize) else {
+                    let Some(contact) = self.contact_mut(c) else {
                         continue;
                     };
                     if contact.stage == Stage::Gone {
@@ -249,8 +253,8 @@ impl<'a> Simulation<'a> {
                     );
                 }
                 Output::OfferWithdrawn(w) => {
-                    let Some(contact) = contact_index(&w.contact_id)
-                        .and_then(|c| self.contacts.get_mut(c as usize))
+                    let Some(contact) =
+                        contact_index(&w.contact_id).and_then(|c| self.contact_mut(c))
                     else {
                         continue;
                     };
@@ -347,7 +351,7 @@ impl<'a> Simulation<'a> {
         match h {
             Happening::Arrive(i) => self.arrive(now, i),
             Happening::Accept { contact, attempt } => {
-                let Some(c) = self.contacts.get(contact as usize) else {
+                let Some(c) = self.contact(contact) else {
                     return;
                 };
                 let Some((a, assignment_id, agent_id)) = c.offer.clone() else {
@@ -364,7 +368,7 @@ impl<'a> Simulation<'a> {
                     reason: None,
                 });
                 if self.send(now, body).is_ok() {
-                    if let Some(c) = self.contacts.get_mut(contact as usize) {
+                    if let Some(c) = self.contact_mut(contact) {
                         c.stage = Stage::Answered;
                     }
                     self.push(now + handle, Happening::Complete(contact));
@@ -372,8 +376,7 @@ impl<'a> Simulation<'a> {
             }
             Happening::Complete(contact) => {
                 let agent_id = self
-                    .contacts
-                    .get_mut(contact as usize)
+                    .contact_mut(contact)
                     .and_then(|c| {
                         c.stage = Stage::Gone;
                         c.offer.take()
@@ -386,7 +389,7 @@ impl<'a> Simulation<'a> {
                 let _ = self.send(now, body);
             }
             Happening::Abandon(contact) => {
-                let Some(c) = self.contacts.get_mut(contact as usize) else {
+                let Some(c) = self.contact_mut(contact) else {
                     return;
                 };
                 if matches!(c.stage, Stage::Waiting | Stage::Offered) {
@@ -418,6 +421,29 @@ impl<'a> Simulation<'a> {
                 self.warmup = self.engine.sla_snapshot(now);
             }
         }
+        self.forget_finished();
+    }
+
+    fn contact(&self, n: u32) -> Option<&Contact> {
+        let i = n.checked_sub(self.first_contact)?;
+        self.contacts.get(i as usize)
+    }
+
+    fn contact_mut(&mut self, n: u32) -> Option<&mut Contact> {
+        let i = n.checked_sub(self.first_contact)?;
+        self.contacts.get_mut(i as usize)
+    }
+
+    /// Drops finished contacts from the front.
+    fn forget_finished(&mut self) {
+        while self
+            .contacts
+            .front()
+            .is_some_and(|c| c.stage == Stage::Gone)
+        {
+            self.contacts.pop_front();
+            self.first_contact += 1;
+        }
     }
 
     fn set_state(&mut self, now: Millis, agent: u32, state: AgentState) {
@@ -437,8 +463,8 @@ impl<'a> Simulation<'a> {
         let handle_ms = a.handle.sample(&mut stream.attributes).unwrap_or(0);
         let patience = a.patience.sample(&mut stream.attributes);
         let queue = stream.queue.clone();
-        let n = self.contacts.len() as u32;
-        self.contacts.push(Contact {
+        let n = self.first_contact + self.contacts.len() as u32;
+        self.contacts.push_back(Contact {
             stage: Stage::Waiting,
             handle_ms,
             offer: None,
@@ -460,7 +486,7 @@ impl<'a> Simulation<'a> {
             handoff: None,
         });
         if self.send(now, body).is_err() {
-            if let Some(c) = self.contacts.get_mut(n as usize) {
+            if let Some(c) = self.contact_mut(n) {
                 c.stage = Stage::Gone;
             }
         }
