@@ -68,12 +68,14 @@ fn draw(sweep: &SweepReport, title: &str, path: &Path) -> Result<(), Box<dyn std
         let dashes = (lo..hi).map(move |x| {
             PathElement::new(
                 [(x, target), (x + 1, target)],
-                color.mix(0.6).stroke_width(1),
+                color.mix(0.8).stroke_width(2),
             )
         });
         sl.draw_series(dashes.step_by(2))?
             .label(format!("target {}/{} {:.0}%", m.queue, m.channel, target))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 6, y)], color.mix(0.6)));
+            .legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 6, y)], color.mix(0.8).stroke_width(2))
+            });
     }
     sl.configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -81,6 +83,9 @@ fn draw(sweep: &SweepReport, title: &str, path: &Path) -> Result<(), Box<dyn std
         .border_style(BLACK)
         .draw()?;
 
+    // Log scale: chat seconds and email hours share one chart. Values below the floor (an
+    // instant answer) are drawn at the floor.
+    const ASA_FLOOR: f64 = 0.1;
     let max_asa = sweep
         .minimum
         .iter()
@@ -92,21 +97,24 @@ fn draw(sweep: &SweepReport, title: &str, path: &Path) -> Result<(), Box<dyn std
         .x_label_area_size(36)
         .y_label_area_size(56)
         .caption("Average speed of answer vs agents", ("sans-serif", 16))
-        .build_cartesian_2d(lo..hi, 0.0..max_asa * 1.05)?;
+        .build_cartesian_2d(lo..hi, (ASA_FLOOR..max_asa * 1.5).log_scale())?;
     asa.configure_mesh()
         .x_desc("agents")
-        .y_desc("ASA seconds")
+        .y_desc("ASA seconds (log)")
         .draw()?;
     for (i, m) in sweep.minimum.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let pts = series(&m.queue, &m.channel, &|f| f.asa_seconds);
+        let pts: Vec<(u32, f64)> = series(&m.queue, &m.channel, &|f| f.asa_seconds)
+            .into_iter()
+            .map(|(x, y)| (x, y.max(ASA_FLOOR)))
+            .collect();
         asa.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(format!("{}/{}", m.queue, m.channel))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
         asa.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
     }
     asa.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
