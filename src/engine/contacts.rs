@@ -26,6 +26,7 @@ pub(crate) struct Contact {
     pub(crate) preferred: Vec<(u32, u8)>,
     pub(crate) priority: i32,
     pub(crate) preferred_agent: Option<String>,
+    #[serde(with = "handoff_fields")]
     pub(crate) handoff: Option<Handoff>,
     /// When the customer began waiting: min(event time, processing time).
     pub(crate) arrival: Millis,
@@ -168,5 +169,33 @@ impl Slab {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.as_ref().map(|c| (i as u32, c)))
+    }
+}
+
+/// `Handoff` skips absent fields on the wire, which a non-self-describing snapshot format
+/// (bincode) cannot read back; snapshots store its fields positionally instead.
+mod handoff_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::Handoff;
+
+    type Fields = Option<(Option<String>, Option<String>, Option<String>)>;
+
+    pub(super) fn serialize<S: Serializer>(h: &Option<Handoff>, s: S) -> Result<S::Ok, S::Error> {
+        let f: Fields = h
+            .as_ref()
+            .map(|h| (h.bot.clone(), h.intent.clone(), h.summary.clone()));
+        f.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Handoff>, D::Error> {
+        let f = Fields::deserialize(d)?;
+        Ok(f.map(|(bot, intent, summary)| Handoff {
+            bot,
+            intent,
+            summary,
+        }))
     }
 }

@@ -13,6 +13,7 @@
 //! - `sla_snapshot(now)` returns per-queue/channel SLA figures; `stats()` gives sizes.
 
 mod agents;
+mod audit;
 mod contacts;
 mod lifecycle;
 pub mod policy;
@@ -193,6 +194,7 @@ pub struct EngineStats {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
     tenant: String,
+    #[serde(with = "policy_as_json")]
     policy: Arc<Policy>,
     sla: sla::SlaBook,
     /// Latest processing time seen: `now` is never trusted to be monotonic.
@@ -346,5 +348,27 @@ impl Engine {
     /// Timers currently set, stale ones included (for memory accounting).
     pub fn timers_len(&self) -> usize {
         self.timers.len()
+    }
+}
+
+/// The policy skips absent optional fields when serialised, which a non-self-describing
+/// snapshot format (bincode) cannot read back; snapshots carry it as its JSON text.
+mod policy_as_json {
+    use std::sync::Arc;
+
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::Policy;
+
+    pub(super) fn serialize<S: Serializer>(p: &Arc<Policy>, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(p.as_ref()).map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Policy>, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map(Arc::new)
+            .map_err(D::Error::custom)
     }
 }
