@@ -209,7 +209,7 @@ fn sweep_finds_the_minimum_staffing_and_draws_the_chart() {
     assert_eq!(m.erlang_c_agents, Some(8));
     let min = m.agents.expect("met within 6..=10");
     assert!((7..=9).contains(&min), "{min} vs Erlang C 8; {sl:?}");
-    assert!(sweep.table().contains("minimum agents for support/voice"));
+    assert!(sweep.table().contains("minimum roster for support/voice"));
 
     let dir = std::env::temp_dir().join(format!("omniroute-sim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -234,15 +234,16 @@ impl SweepReport {
         for m in &self.minimum {
             let _ = writeln!(
                 s,
-                "minimum agents for {}/{} ({:.0}% within {}): {}{}",
+                "minimum roster for {}/{} ({:.0}% within {}): {}{}",
                 m.queue,
                 m.channel,
                 m.target * 100.0,
                 seconds(m.threshold_seconds),
                 m.agents
                     .map_or("not met in this range".to_string(), |n| n.to_string()),
-                m.erlang_c_agents
-                    .map_or(String::new(), |n| format!(" (Erlang C estimate: {n})")),
+                m.erlang_c_agents.map_or(String::new(), |n| {
+                    format!(" (Erlang C, agents dedicated to it alone: {n})")
+                }),
             );
         }
         s
