@@ -7,8 +7,9 @@ use omniroute::engine::{Engine, Output, Policy, SlaSnapshot};
 use omniroute::event::{decode, DEFAULT_MAX_RECORD_BYTES};
 use serde_json::{json, Value};
 
-/// Minute-aligned, so the 15 min window's 15 s buckets start exactly at T0.
-const T0: u64 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000;
+/// A whole minute (1.8e12 ms is divisible by 60,000), so the 15 min window's 15 s buckets start
+/// exactly at T0.
+const T0: u64 = 1_800_000_000_000;
 
 struct Desk {
     engine: Engine,
