@@ -16,15 +16,20 @@
 //! - [`telemetry`]: log setup (`tracing`, human or JSON, `RUST_LOG`).
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on a tiny HTTP/1.1 responder.
 //! - [`systemd`]: service-manager notifications (readiness, reload, stop, status, watchdog).
+//! - [`sim`]: the what-if simulator: scenarios, a discrete-event loop in virtual time driving
+//!   the engine, staffing sweeps and charts.
+//! - [`erlang`]: Erlang B/C staffing formulas (quick estimates and simulator validation).
 
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod erlang;
 pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
+pub mod sim;
 pub mod systemd;
 pub mod telemetry;

@@ -39,6 +39,8 @@ enum Command {
     },
     /// Zero-setup demo: an in-process Kafka, a synthetic workload and the real daemon path.
     Demo(omniroute::demo::DemoOptions),
+    /// Run a what-if scenario against the routing engine in virtual time (no Kafka).
+    Simulate(omniroute::sim::cli::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => runtime()?.block_on(run(config)),
+        Command::Simulate(args) => omniroute::sim::cli::run(&args),
         Command::Demo(opts) => runtime()?.block_on(async move {
             omniroute::telemetry::init(&opts.log_settings()).context("cannot set up logging")?;
             omniroute::demo::run(opts).await?;

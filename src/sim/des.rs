@@ -1,0 +1,562 @@
+//! The discrete-event loop: virtual time, a heap of pending happenings, and the real engine.
+//!
+//! Customers, agents and shifts are simulated here; every routing decision is the engine's. The
+//! loop feeds the engine the same events the daemon would get from Kafka (`contact.created`,
+//! `offer.accepted`, `contact.completed`, `contact.abandoned`, `agent.profile`, `agent.state`)
+//! and calls `tick` whenever the engine's next deadline comes before the next simulated event.
+//!
+//! Every arrival stream has its own random sequences (arrival times, and contact attributes such
+//! as handle time and patience), so runs of one scenario with different staffing see exactly the
+//! same customers: comparisons across a sweep are not blurred by sampling noise.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use super::report::{Row, RunReport};
+use super::rng::Rng;
+use super::scenario::{Arrival, Scenario};
+use super::SimError;
+use crate::engine::{Engine, Output, SlaSnapshot};
+use crate::event::{
+    AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
+    Event, Millis, OfferAnswer,
+};
+
+/// Ticks in a row at one instant after which the engine is taken to be stuck (its deadline
+/// never moves past `now`); a guard so that an engine bug ends the run with an error, not a hang.
+const MAX_TICKS_AT_ONE_INSTANT: u32 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Happening {
+    /// The next contact of arrival stream `.0`.
+    Arrive(u32),
+    /// The agent holding the offer of attempt `attempt` of contact `contact` accepts it.
+    Accept {
+        contact: u32,
+        attempt: u32,
+    },
+    Complete(u32),
+    Abandon(u32),
+    /// Agent `agent` logs in (`true`) or out.
+    Shift {
+        agent: u32,
+        on: bool,
+    },
+    /// An agent set away by the engine comes back (if still on shift).
+    Return(u32),
+    WarmupEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Waiting,
+    Offered,
+    Answered,
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+struct Contact {
+    stage: Stage,
+    handle_ms: u64,
+    /// The standing offer: attempt, assignment id, agent id.
+    offer: Option<(u32, String, String)>,
+}
+
+struct Stream {
+    arrivals: Rng,
+    attributes: Rng,
+    queue: String,
+    weights: Vec<f64>,
+    languages: Vec<String>,
+}
+
+/// One run of a scenario.
+pub struct Simulation<'a> {
+    scenario: &'a Scenario,
+    engine: Engine,
+    heap: BinaryHeap<Reverse<(Millis, u64, Happening)>>,
+    seq: u64,
+    event_seq: u64,
+    now: Millis,
+    end: Millis,
+    streams: Vec<Stream>,
+    /// Contacts `first_contact..`, by number; finished ones are dropped from the front, so
+    /// memory follows the contacts in flight, not the length of the run.
+    contacts: VecDeque<Contact>,
+    first_contact: u32,
+    /// Per agent: on shift now.
+    on_shift: Vec<bool>,
+    outputs: Vec<Output>,
+    warmup: Vec<SlaSnapshot>,
+    counters: Counters,
+}
+
+/// What happened during a run, beyond the SLA figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Events handed to the engine.
+    pub events: u64,
+    /// Events the engine did not apply (e.g. an accept racing an abandon).
+    pub ignored: u64,
+    pub contacts: u64,
+    pub offers: u64,
+    pub ticks: u64,
+}
+
+impl<'a> Simulation<'a> {
+    pub fn new(scenario: &'a Scenario) -> Result<Self, SimError> {
+        scenario.validate()?;
+        let start = scenario.start_ms()?;
+        let sim = &scenario.simulation;
+        let end = start + duration_ms(sim.duration);
+        let policy = Arc::new(scenario.routing.clone());
+        let streams = scenario
+            .arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let i = i as u64;
+                let (languages, weights): (Vec<String>, Vec<f64>) = if a.languages.is_empty() {
+                    (vec!["es".to_string()], vec![1.0])
+                } else {
+                    a.languages.iter().map(|(l, w)| (l.clone(), *w)).unzip()
+                };
+                Stream {
+                    arrivals: Rng::new(sim.seed, 2 * i),
+                    attributes: Rng::new(sim.seed, 2 * i + 1),
+                    queue: a
+                        .queue
+                        .clone()
+                        .unwrap_or_else(|| scenario.routing.default_queue.clone()),
+                    weights,
+                    languages,
+                }
+            })
+            .collect();
+        let mut s = Simulation {
+            scenario,
+            engine: Engine::new(sim.tenant.clone(), policy),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            event_seq: 0,
+            now: start,
+            end,
+            streams,
+            contacts: VecDeque::new(),
+            first_contact: 0,
+            on_shift: Vec::new(),
+            outputs: Vec::new(),
+            warmup: Vec::new(),
+            counters: Counters::default(),
+        };
+        s.setup_agents(start)?;
+        for i in 0..s.streams.len() {
+            s.schedule_arrival(i as u32, start);
+        }
+        if !sim.warmup.is_zero() {
+            s.push(start + duration_ms(sim.warmup), Happening::WarmupEnd);
+        }
+        Ok(s)
+    }
+
+    fn setup_agents(&mut self, start: Millis) -> Result<(), SimError> {
+        let groups = &self.scenario.agents;
+        let mut n = 0u32;
+        for g in groups {
+            let spans = Scenario::shift_spans(g, start, self.end);
+            for k in 0..g.count {
+                let agent_id = agent_id(n);
+                let profile = AgentProfile {
+                    agent_id: agent_id.clone(),
+                    skills: g.skills.clone(),
+                    languages: if g.languages.is_empty() {
+                        vec!["es".to_string()]
+                    } else {
+                        g.languages.clone()
+                    },
+                    capacity: g.capacity.clone(),
+                    queues: g.queues.clone(),
+                };
+                self.send(start, Body::AgentProfile(profile))
+                    .map_err(|e| SimError::Engine(format!("agent {} #{k}: {e}", g.name)))?;
+                self.on_shift.push(false);
+                for &(on, off) in &spans {
+                    self.push(on, Happening::Shift { agent: n, on: true });
+                    if off < self.end {
+                        self.push(
+                            off,
+                            Happening::Shift {
+                                agent: n,
+                                on: false,
+                            },
+                        );
+                    }
+                }
+                n += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, at: Millis, h: Happening) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, h)));
+    }
+
+    /// Hands one event to the engine at `now`, then reacts to its outputs.
+    fn send(&mut self, now: Millis, body: Body) -> Result<(), crate::engine::Ignored> {
+        self.event_seq += 1;
+        let event = Event {
+            id: self.event_seq.to_string(),
+            tenant: self.scenario.simulation.tenant.clone(),
+            ts: now,
+            body,
+        };
+        self.counters.events += 1;
+        let mut out = std::mem::take(&mut self.outputs);
+        let r = self.engine.handle(now, &event, &mut out);
+        if r.is_err() {
+            self.counters.ignored += 1;
+        }
+        self.react(now, &mut out);
+        self.outputs = out;
+        r
+    }
+
+    fn react(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let delay = duration_ms(self.scenario.simulation.accept_delay);
+        let away_for = duration_ms(self.scenario.simulation.away_for);
+        for o in out.drain(..) {
+            match o {
+                Output::Offer(offer) => {
+                    self.counters.offers += 1;
+                    let Some(c) = contact_index(&offer.contact_id) else {
+                        continue;
+                    };
+                    let Some(contact) = self.contact_mut(c) else {
+                        continue;
+                    };
+                    if contact.stage == Stage::Gone {
+                        continue;
+                    }
+                    contact.stage = Stage::Offered;
+                    contact.offer = Some((offer.attempt, offer.assignment_id, offer.agent_id));
+                    let attempt = offer.attempt;
+                    self.push(
+                        now + delay,
+                        Happening::Accept {
+                            contact: c,
+                            attempt,
+                        },
+                    );
+                }
+                Output::OfferWithdrawn(w) => {
+                    let Some(contact) =
+                        contact_index(&w.contact_id).and_then(|c| self.contact_mut(c))
+                    else {
+                        continue;
+                    };
+                    if contact
+                        .offer
+                        .as_ref()
+                        .is_some_and(|o| o.1 == w.assignment_id)
+                    {
+                        contact.offer = None;
+                        if contact.stage == Stage::Offered {
+                            contact.stage = Stage::Waiting;
+                        }
+                    }
+                }
+                Output::AgentAway(a) => {
+                    if let Some(i) = agent_index(&a.agent_id) {
+                        self.push(now + away_for, Happening::Return(i));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Schedules the next arrival of stream `i` after `from`: exponential gaps at the rate in
+    /// force, restarted at each rate change (exact for piecewise-constant rates, since the
+    /// exponential is memoryless).
+    fn schedule_arrival(&mut self, i: u32, mut from: Millis) {
+        let a: &Arrival = &self.scenario.arrivals[i as usize];
+        loop {
+            if from >= self.end {
+                return;
+            }
+            let (rate, change) = self.scenario.rate_at(a, from);
+            let stream = &mut self.streams[i as usize];
+            if rate > 0.0 {
+                let gap = stream.arrivals.exponential(1.0 / rate);
+                let at = from as f64 + gap;
+                if at < change as f64 {
+                    let at = (at.round() as Millis).max(from);
+                    if at < self.end {
+                        self.push(at, Happening::Arrive(i));
+                    }
+                    return;
+                }
+            }
+            from = change;
+        }
+    }
+
+    /// Runs to the end and returns the figures since warm-up.
+    pub fn run(mut self) -> Result<RunReport, SimError> {
+        let wall = std::time::Instant::now();
+        let mut ticks_here = 0u32;
+        let mut last_tick = 0;
+        loop {
+            let next = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let deadline = self.engine.next_deadline().map(|d| d.max(self.now));
+            match (deadline, next) {
+                (Some(d), n) if d < self.end && n.is_none_or(|n| d <= n) => {
+                    if d == last_tick {
+                        ticks_here += 1;
+                        if ticks_here > MAX_TICKS_AT_ONE_INSTANT {
+                            return Err(SimError::Engine(format!(
+                                "the engine's next deadline stays at {d} after ticking"
+                            )));
+                        }
+                    } else {
+                        ticks_here = 0;
+                        last_tick = d;
+                    }
+                    self.now = d;
+                    self.counters.ticks += 1;
+                    let mut out = std::mem::take(&mut self.outputs);
+                    self.engine.tick(d, &mut out);
+                    self.react(d, &mut out);
+                    self.outputs = out;
+                }
+                (_, Some(n)) if n < self.end => {
+                    let Some(Reverse((at, _, h))) = self.heap.pop() else {
+                        break;
+                    };
+                    self.now = at;
+                    self.step(at, h);
+                }
+                _ => break,
+            }
+        }
+        let end_snapshot = self.engine.sla_snapshot(self.end);
+        let sim_seconds = (self.end - self.scenario.start_ms()?) as f64 / 1000.0;
+        Ok(self.report(end_snapshot, sim_seconds, wall.elapsed().as_secs_f64()))
+    }
+
+    fn step(&mut self, now: Millis, h: Happening) {
+        match h {
+            Happening::Arrive(i) => self.arrive(now, i),
+            Happening::Accept { contact, attempt } => {
+                let Some(c) = self.contact(contact) else {
+                    return;
+                };
+                let Some((a, assignment_id, agent_id)) = c.offer.clone() else {
+                    return;
+                };
+                if a != attempt || c.stage != Stage::Offered {
+                    return;
+                }
+                let handle = c.handle_ms;
+                let body = Body::OfferAccepted(OfferAnswer {
+                    assignment_id,
+                    agent_id,
+                    contact_id: contact_id(contact),
+                    reason: None,
+                });
+                if self.send(now, body).is_ok() {
+                    if let Some(c) = self.contact_mut(contact) {
+                        c.stage = Stage::Answered;
+                    }
+                    self.push(now + handle, Happening::Complete(contact));
+                }
+            }
+            Happening::Complete(contact) => {
+                let agent_id = self
+                    .contact_mut(contact)
+                    .and_then(|c| {
+                        c.stage = Stage::Gone;
+                        c.offer.take()
+                    })
+                    .map(|o| o.2);
+                let body = Body::ContactCompleted(ContactCompleted {
+                    contact_id: contact_id(contact),
+                    agent_id,
+                });
+                let _ = self.send(now, body);
+            }
+            Happening::Abandon(contact) => {
+                let Some(c) = self.contact_mut(contact) else {
+                    return;
+                };
+                if matches!(c.stage, Stage::Waiting | Stage::Offered) {
+                    c.stage = Stage::Gone;
+                    c.offer = None;
+                    let body = Body::ContactAbandoned(ContactRef {
+                        contact_id: contact_id(contact),
+                    });
+                    let _ = self.send(now, body);
+                }
+            }
+            Happening::Shift { agent, on } => {
+                if let Some(s) = self.on_shift.get_mut(agent as usize) {
+                    *s = on;
+                }
+                let state = if on {
+                    AgentState::Available
+                } else {
+                    AgentState::Offline
+                };
+                self.set_state(now, agent, state);
+            }
+            Happening::Return(agent) => {
+                if self.on_shift.get(agent as usize).copied().unwrap_or(false) {
+                    self.set_state(now, agent, AgentState::Available);
+                }
+            }
+            Happening::WarmupEnd => {
+                self.warmup = self.engine.sla_snapshot(now);
+            }
+        }
+        self.forget_finished();
+    }
+
+    fn contact(&self, n: u32) -> Option<&Contact> {
+        let i = n.checked_sub(self.first_contact)?;
+        self.contacts.get(i as usize)
+    }
+
+    fn contact_mut(&mut self, n: u32) -> Option<&mut Contact> {
+        let i = n.checked_sub(self.first_contact)?;
+        self.contacts.get_mut(i as usize)
+    }
+
+    /// Drops finished contacts from the front.
+    fn forget_finished(&mut self) {
+        while self
+            .contacts
+            .front()
+            .is_some_and(|c| c.stage == Stage::Gone)
+        {
+            self.contacts.pop_front();
+            self.first_contact += 1;
+        }
+    }
+
+    fn set_state(&mut self, now: Millis, agent: u32, state: AgentState) {
+        let body = Body::AgentState(AgentStateChange {
+            agent_id: agent_id(agent),
+            state,
+            reason: None,
+        });
+        let _ = self.send(now, body);
+    }
+
+    fn arrive(&mut self, now: Millis, i: u32) {
+        let a = &self.scenario.arrivals[i as usize];
+        let stream = &mut self.streams[i as usize];
+        let lang = stream.attributes.weighted(&stream.weights);
+        let language = stream.languages[lang].clone();
+        let handle_ms = a.handle.sample(&mut stream.attributes).unwrap_or(0);
+        let patience = a.patience.sample(&mut stream.attributes);
+        let queue = stream.queue.clone();
+        let n = self.first_contact + self.contacts.len() as u32;
+        self.contacts.push_back(Contact {
+            stage: Stage::Waiting,
+            handle_ms,
+            offer: None,
+        });
+        self.counters.contacts += 1;
+        if let Some(p) = patience {
+            self.push(now + p, Happening::Abandon(n));
+        }
+        let body = Body::ContactCreated(ContactCreated {
+            contact_id: contact_id(n),
+            channel: a.channel.clone(),
+            customer_id: format!("u{n}"),
+            language,
+            queue: Some(queue),
+            required_skills: a.required_skills.clone(),
+            preferred_skills: a.preferred_skills.clone(),
+            priority: a.priority,
+            preferred_agent: None,
+            handoff: None,
+        });
+        if self.send(now, body).is_err() {
+            if let Some(c) = self.contact_mut(n) {
+                c.stage = Stage::Gone;
+            }
+        }
+        self.schedule_arrival(i, now);
+    }
+
+    fn report(&self, end: Vec<SlaSnapshot>, sim_seconds: f64, wall_seconds: f64) -> RunReport {
+        let base: BTreeMap<(&str, &str), &SlaSnapshot> = self
+            .warmup
+            .iter()
+            .map(|s| ((s.queue.as_str(), s.channel.as_str()), s))
+            .collect();
+        let mut rows = Vec::new();
+        let (mut logged, mut busy) = (0.0, 0.0);
+        for s in &end {
+            let formula = self.scenario.routing.queue(&s.queue).service_level_formula;
+            let figures = match base.get(&(s.queue.as_str(), s.channel.as_str())) {
+                Some(b) => s.since_start.since(&b.since_start, formula),
+                None => {
+                    let mut f = s.since_start.clone();
+                    f.derive(formula);
+                    f
+                }
+            };
+            let meets = figures.service_level.map(|sl| sl >= s.service_level_target);
+            rows.push(Row {
+                queue: s.queue.clone(),
+                channel: s.channel.clone(),
+                threshold_seconds: s.service_level_threshold_seconds,
+                target: s.service_level_target,
+                figures,
+                meets_target: meets,
+                erlang_c_agents: None,
+            });
+            logged = s.agent_seconds_logged_in;
+            busy = s.agent_seconds_busy;
+        }
+        if let Some(b) = self.warmup.first() {
+            logged -= b.agent_seconds_logged_in;
+            busy -= b.agent_seconds_busy;
+        }
+        RunReport {
+            agents: self.scenario.total_agents(),
+            seed: self.scenario.simulation.seed,
+            simulated_hours: sim_seconds / 3600.0,
+            warmup_hours: self.scenario.simulation.warmup.as_secs_f64() / 3600.0,
+            occupancy: (logged > 0.0).then(|| busy / logged),
+            rows,
+            counters: self.counters,
+            wall_seconds,
+        }
+    }
+}
+
+fn duration_ms(d: std::time::Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn contact_id(n: u32) -> String {
+    format!("c{n}")
+}
+
+fn agent_id(n: u32) -> String {
+    format!("a{n}")
+}
+
+fn contact_index(id: &str) -> Option<u32> {
+    id.strip_prefix('c')?.parse().ok()
+}
+
+fn agent_index(id: &str) -> Option<u32> {
+    id.strip_prefix('a')?.parse().ok()
+}
