@@ -12,9 +12,19 @@
 //!   relaxation steps); `next_deadline()` says when the next one is due.
 //! - `sla_snapshot(now)` returns per-queue/channel SLA figures; `stats()` gives sizes.
 
+mod agents;
+mod contacts;
+mod lifecycle;
 pub mod policy;
+mod routing;
 pub mod sla;
+mod tables;
+mod timers;
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Handoff, Millis, Skills};
@@ -171,60 +181,193 @@ pub struct EngineStats {
     pub contacts_in_service: usize,
 }
 
-/// One routing domain. PLACEHOLDER bodies: the engine issue replaces them.
+/// One routing domain: agents, contacts, waiting lines, offers and timers.
+///
+/// Layout of the state (each part in its own module):
+/// - `tables`: interned names and the policy resolved to dense tables;
+/// - `agents`: agents, their load, and the pools of available agents per (channel, language);
+/// - `contacts`: live contacts and the waiting lines per (queue, channel);
+/// - `timers`: offer expiry, wrap-up end, relaxation steps;
+/// - `routing`: eligibility and the choice of agent or contact, offers;
+/// - `lifecycle`: what each event does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
     tenant: String,
-    policy: std::sync::Arc<Policy>,
+    #[serde(with = "policy_as_json")]
+    policy: Arc<Policy>,
     sla: sla::SlaBook,
+    /// Latest processing time seen: `now` is never trusted to be monotonic.
+    now: Millis,
+    channel_names: tables::Interner,
+    channels: Vec<tables::ChannelInfo>,
+    queue_names: tables::Interner,
+    queues: Vec<tables::QueueInfo>,
+    /// Round-robin position per queue: the next agent index to try first.
+    rr_cursor: Vec<u32>,
+    langs: tables::Languages,
+    skills: tables::Interner,
+    agent_ids: tables::Interner,
+    agents: Vec<agents::Agent>,
+    pools: agents::Pools,
+    contacts: contacts::Slab,
+    contact_ids: FxHashMap<String, u32>,
+    next_uid: u64,
+    next_wrapup: u64,
+    lines: contacts::Lines,
+    timers: timers::Timers,
+    /// Customer → (last agent, last activity), for sticky routing; pruned after `sticky_for`.
+    sticky: FxHashMap<String, (u32, Millis)>,
+    sticky_fifo: VecDeque<(Millis, String)>,
+    /// Recently applied event ids, bounded by `limits.dedup_window`.
+    seen: FxHashSet<String>,
+    seen_fifo: VecDeque<String>,
+    counts: Counts,
+    /// A policy reload happened: every agent is re-served at the next event or tick.
+    sweep_pending: bool,
+}
+
+/// Running totals, so that `stats()` costs nothing.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Counts {
+    available: usize,
+    waiting: usize,
+    offers_open: usize,
+    in_service: usize,
 }
 
 impl Engine {
-    pub fn new(tenant: impl Into<String>, policy: std::sync::Arc<Policy>) -> Self {
-        Engine {
+    pub fn new(tenant: impl Into<String>, policy: Arc<Policy>) -> Self {
+        let mut e = Engine {
             tenant: tenant.into(),
-            policy,
+            policy: policy.clone(),
             sla: sla::SlaBook::default(),
-        }
+            now: 0,
+            channel_names: Default::default(),
+            channels: Vec::new(),
+            queue_names: Default::default(),
+            queues: Vec::new(),
+            rr_cursor: Vec::new(),
+            langs: Default::default(),
+            skills: Default::default(),
+            agent_ids: Default::default(),
+            agents: Vec::new(),
+            pools: Default::default(),
+            contacts: Default::default(),
+            contact_ids: Default::default(),
+            next_uid: 0,
+            next_wrapup: 0,
+            lines: Default::default(),
+            timers: Default::default(),
+            sticky: Default::default(),
+            sticky_fifo: VecDeque::new(),
+            seen: Default::default(),
+            seen_fifo: VecDeque::new(),
+            counts: Counts::default(),
+            sweep_pending: false,
+        };
+        e.set_policy(policy);
+        e.sweep_pending = false;
+        e
     }
 
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
 
-    pub fn policy(&self) -> &std::sync::Arc<Policy> {
+    pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
     }
 
-    /// Swaps the routing policy (reload). State is kept; new rules apply from the next decision.
-    pub fn set_policy(&mut self, policy: std::sync::Arc<Policy>) {
+    /// Swaps the routing policy (reload). State is kept; new rules apply from the next decision,
+    /// and at the next event or tick every available agent is offered what it can now serve.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+        self.reload_tables();
+        self.sweep_pending = true;
     }
 
+    /// Applies one event at processing time `now`. Timers due by `now` fire first, so the event
+    /// sees the state as of `now` (an offer that expired cannot be accepted any more).
     pub fn handle(
         &mut self,
-        _now: Millis,
+        now: Millis,
         event: &Event,
-        _out: &mut Vec<Output>,
+        out: &mut Vec<Output>,
     ) -> Result<(), Ignored> {
         if event.tenant != self.tenant {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
+        self.tick(now, out);
+        if self.seen.contains(&event.id) {
+            return Err(Ignored::Duplicate);
+        }
+        self.apply(event, out)?;
+        self.remember(&event.id);
         Ok(())
     }
 
-    pub fn tick(&mut self, _now: Millis, _out: &mut Vec<Output>) {}
+    /// Fires every timer due at or before `now`, in (due time, order set) order.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.now = self.now.max(now);
+        if self.sweep_pending {
+            self.sweep_pending = false;
+            for ai in 0..self.agents.len() as u32 {
+                self.serve_agent(ai, out);
+            }
+        }
+        while let Some(t) = self.timers.pop_due(self.now) {
+            self.fire(t, out);
+        }
+        self.prune_sticky();
+    }
 
+    /// When the next timer is due; `tick` at or after it. May name a timer that turns out to
+    /// be stale (its offer was answered): ticking then does nothing.
     pub fn next_deadline(&self) -> Option<Millis> {
-        None
+        self.timers.next_due()
     }
 
     pub fn sla_snapshot(&mut self, now: Millis) -> Vec<SlaSnapshot> {
+        self.now = self.now.max(now);
+        let live = self.live_view();
         self.sla
-            .snapshot(now, &self.tenant, &self.policy, &sla::LiveView::default())
+            .snapshot(self.now, &self.tenant, &self.policy, &live)
     }
 
     pub fn stats(&self) -> EngineStats {
-        EngineStats::default()
+        EngineStats {
+            agents: self.agents.len(),
+            agents_available: self.counts.available,
+            contacts_waiting: self.counts.waiting,
+            offers_open: self.counts.offers_open,
+            contacts_in_service: self.counts.in_service,
+        }
+    }
+
+    /// Timers currently set, stale ones included (for memory accounting).
+    pub fn timers_len(&self) -> usize {
+        self.timers.len()
+    }
+}
+
+/// The policy skips absent optional fields when serialised, which a non-self-describing
+/// snapshot format (bincode) cannot read back; snapshots carry it as its JSON text.
+mod policy_as_json {
+    use std::sync::Arc;
+
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    use super::Policy;
+
+    pub(super) fn serialize<S: Serializer>(p: &Arc<Policy>, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(p.as_ref()).map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Policy>, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map(Arc::new)
+            .map_err(D::Error::custom)
     }
 }

@@ -1,0 +1,607 @@
+//! What each event and each timer does to the routing domain.
+
+use super::agents::{Agent, Wrapup};
+use super::contacts::{Contact, Phase};
+use super::tables::{self, FULL_LOAD};
+use super::timers::Timer;
+use super::{sla, Engine, Ignored, Output};
+use crate::event::{
+    AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
+    ContactUpdated, Event, OfferAnswer, Skills, WrapupDone,
+};
+
+impl Engine {
+    pub(crate) fn apply(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        match &event.body {
+            Body::ContactCreated(c) => self.contact_created(event.ts, c, out),
+            Body::ContactUpdated(u) => self.contact_updated(u, out),
+            Body::ContactAbandoned(c) => self.contact_abandoned(c, out),
+            Body::ContactCompleted(c) => self.contact_completed(c, out),
+            Body::AgentProfile(p) => self.agent_profile(p, out),
+            Body::AgentState(s) => self.agent_state(s, out),
+            Body::OfferAccepted(a) => self.offer_accepted(a),
+            Body::OfferRejected(a) => self.offer_rejected(a, out),
+            Body::AgentWrapupDone(w) => self.wrapup_done(w, out),
+        }
+    }
+
+    /// Remembers an applied event id; the oldest is forgotten beyond the window.
+    pub(crate) fn remember(&mut self, id: &str) {
+        let window = self.policy.limits.dedup_window;
+        if window == 0 {
+            return;
+        }
+        self.seen.insert(id.to_string());
+        self.seen_fifo.push_back(id.to_string());
+        while self.seen_fifo.len() > window {
+            if let Some(old) = self.seen_fifo.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn fire(&mut self, timer: Timer, out: &mut Vec<Output>) {
+        match timer {
+            Timer::OfferExpiry { slot, uid, attempt } => {
+                let live = self.contacts.get(slot).is_some_and(|c| {
+                    c.uid == uid && c.attempt == attempt && matches!(c.phase, Phase::Offered { .. })
+                });
+                if live {
+                    self.miss(slot, "timeout", out);
+                }
+            }
+            Timer::WrapupEnd { agent, serial } => {
+                let a = &mut self.agents[agent as usize];
+                if let Some(i) = a.wrapups.iter().position(|w| w.serial == serial) {
+                    let w = a.wrapups.remove(i);
+                    self.end_wrapup(agent, &w);
+                    self.serve_agent(agent, out);
+                }
+            }
+            Timer::Relax { slot, uid } => {
+                let waiting = self
+                    .contacts
+                    .get(slot)
+                    .is_some_and(|c| c.uid == uid && matches!(c.phase, Phase::Waiting(Some(_))));
+                if waiting {
+                    self.dequeue(slot);
+                    self.route_contact(slot, out);
+                }
+            }
+        }
+    }
+
+    fn end_wrapup(&mut self, ai: u32, w: &Wrapup) {
+        let exclusive = self.channels[w.channel as usize].exclusive;
+        self.agents[ai as usize].release(self.now, w.channel, w.units, exclusive);
+        self.agent_changed(ai);
+    }
+
+    /// After any change to an agent's state, load or profile: re-file it in the pools and tell
+    /// the SLA book.
+    pub(crate) fn agent_changed(&mut self, ai: u32) {
+        let a = &mut self.agents[ai as usize];
+        let mut primaries = [0u32; 16];
+        let mut n = 0;
+        for &l in &a.languages {
+            let p = self.langs.primary(l);
+            if n < primaries.len() && !primaries[..n].contains(&p) {
+                primaries[n] = p;
+                n += 1;
+            }
+        }
+        self.pools.refile(ai, a, &primaries[..n], &self.channels);
+        self.sla.on_agent(
+            self.now,
+            ai,
+            a.state != AgentState::Offline,
+            f64::from(a.load) / f64::from(FULL_LOAD),
+        );
+    }
+
+    pub(crate) fn prune_sticky(&mut self) {
+        let sticky_for = tables::millis(self.policy.sticky_for);
+        while let Some((at, _)) = self.sticky_fifo.front() {
+            if self.now.saturating_sub(*at) <= sticky_for {
+                break;
+            }
+            if let Some((at, customer)) = self.sticky_fifo.pop_front() {
+                if self.sticky.get(&customer).is_some_and(|s| s.1 == at) {
+                    self.sticky.remove(&customer);
+                }
+            }
+        }
+    }
+
+    fn touch_sticky(&mut self, customer: &str, agent: u32) {
+        if self.policy.sticky_for.is_zero() {
+            return;
+        }
+        self.sticky.insert(customer.to_string(), (agent, self.now));
+        self.sticky_fifo.push_back((self.now, customer.to_string()));
+    }
+
+    /// The id of a queue, resolving its settings the first time it is seen.
+    pub(crate) fn queue_id(&mut self, name: &str) -> u32 {
+        if let Some(q) = self.queue_names.get(name) {
+            return q;
+        }
+        let q = self.queue_names.intern(name);
+        self.resolve_queues();
+        q
+    }
+
+    /// Resolves settings for every queue without them (overflow targets may add queues).
+    fn resolve_queues(&mut self) {
+        while self.queues.len() < self.queue_names.len() {
+            let name = self.queue_names.name(self.queues.len() as u32).to_string();
+            let info =
+                tables::resolve_queue(&self.policy, &name, &mut self.queue_names, &mut self.langs);
+            self.queues.push(info);
+        }
+    }
+
+    /// Rebuilds the policy tables (at start and on reload) and everything keyed by them.
+    pub(crate) fn reload_tables(&mut self) {
+        tables::resolve_channels(&self.policy, &mut self.channel_names, &mut self.channels);
+        self.queues.clear();
+        self.resolve_queues();
+        for ai in 0..self.agents.len() as u32 {
+            self.resolve_capacity(ai);
+            self.agent_changed(ai);
+        }
+        // Aging and thresholds may have changed: re-key every waiting contact, and set timers
+        // for the new relaxation steps.
+        let waiting: Vec<u32> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Waiting(Some(_))))
+            .map(|(s, _)| s)
+            .collect();
+        for &s in &waiting {
+            self.dequeue(s);
+            self.enqueue(s);
+            self.set_relax_timers(s);
+        }
+    }
+
+    fn resolve_capacity(&mut self, ai: u32) {
+        let a = &mut self.agents[ai as usize];
+        a.capacity = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(c, info)| {
+                if !info.present {
+                    return 0;
+                }
+                a.capacity_profile
+                    .get(self.channel_names.name(c as u32))
+                    .copied()
+                    .unwrap_or(info.capacity)
+            })
+            .collect();
+    }
+
+    fn set_relax_timers(&mut self, slot: u32) {
+        let Some(c) = self.contacts.get(slot) else {
+            return;
+        };
+        let (arrival, uid) = (c.arrival, c.uid);
+        for i in 0..self.queues[c.queue as usize].steps.len() {
+            let due = arrival.saturating_add(self.queues[c.queue as usize].steps[i].after);
+            if due > self.now {
+                self.timers.set(due, Timer::Relax { slot, uid });
+            }
+        }
+    }
+
+    fn skill_ids(&mut self, skills: &Skills) -> Vec<(u32, u8)> {
+        let mut v: Vec<(u32, u8)> = skills
+            .iter()
+            .map(|(name, &level)| (self.skills.intern(name), level))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn contact_slot(&self, id: &str) -> Result<u32, Ignored> {
+        self.contact_ids
+            .get(id)
+            .copied()
+            .ok_or_else(|| Ignored::UnknownContact(id.to_string()))
+    }
+
+    fn agent_idx(&self, id: &str) -> Result<u32, Ignored> {
+        self.agent_ids
+            .get(id)
+            .ok_or_else(|| Ignored::UnknownAgent(id.to_string()))
+    }
+
+    fn threshold(&self, queue: u32, channel: u32) -> u64 {
+        self.queues[queue as usize]
+            .sl_threshold
+            .unwrap_or(self.channels[channel as usize].sl_threshold)
+    }
+
+    fn contact_created(
+        &mut self,
+        ts: u64,
+        e: &ContactCreated,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
+        let channel = self
+            .channel_names
+            .get(&e.channel)
+            .filter(|&c| self.channels[c as usize].present)
+            .ok_or_else(|| Ignored::UnknownChannel(e.channel.clone()))?;
+        if self.contact_ids.contains_key(&e.contact_id) {
+            return Err(Ignored::ContactExists(e.contact_id.clone()));
+        }
+        if self.contacts.len() >= self.policy.limits.max_contacts {
+            return Err(Ignored::LimitReached("max_contacts"));
+        }
+        let queue = match &e.queue {
+            Some(q) => self.queue_id(q),
+            None => {
+                let d = self.policy.default_queue.clone();
+                self.queue_id(&d)
+            }
+        };
+        let language = self.langs.intern(&e.language);
+        let required = self.skill_ids(&e.required_skills);
+        let preferred = self.skill_ids(&e.preferred_skills);
+        self.next_uid += 1;
+        let contact = Contact {
+            id: e.contact_id.clone(),
+            uid: self.next_uid,
+            customer: e.customer_id.clone(),
+            channel,
+            language,
+            language_tag: e.language.clone(),
+            queue,
+            required,
+            preferred,
+            priority: e.priority,
+            preferred_agent: e.preferred_agent.clone(),
+            handoff: e.handoff.clone(),
+            arrival: ts.min(self.now),
+            attempt: 0,
+            excluded: Vec::new(),
+            phase: Phase::Waiting(None),
+        };
+        let slot = self.contacts.insert(contact);
+        self.contact_ids.insert(e.contact_id.clone(), slot);
+        self.sla.on_queued(
+            self.now,
+            self.queue_names.name(queue),
+            self.channel_names.name(channel),
+        );
+        self.set_relax_timers(slot);
+        self.route_contact(slot, out);
+        Ok(())
+    }
+
+    fn contact_updated(
+        &mut self,
+        e: &ContactUpdated,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
+        let slot = self.contact_slot(&e.contact_id)?;
+        let Some(c) = self.contacts.get(slot) else {
+            return Err(Ignored::UnknownContact(e.contact_id.clone()));
+        };
+        if matches!(c.phase, Phase::InService { .. }) {
+            return Err(Ignored::OutOfOrder(format!(
+                "contact {} is already in service",
+                e.contact_id
+            )));
+        }
+        let old_queue = c.queue;
+        let new_queue = e.queue.as_deref().map(|q| self.queue_id(q));
+        let transfer = new_queue.is_some_and(|q| q != old_queue);
+        let mut freed = None;
+        if transfer {
+            freed = self.withdraw(slot, "updated", out);
+        }
+        self.dequeue(slot);
+        let language = e.language.as_deref().map(|l| self.langs.intern(l));
+        let required = e.required_skills.as_ref().map(|s| self.skill_ids(s));
+        let preferred = e.preferred_skills.as_ref().map(|s| self.skill_ids(s));
+        let Some(c) = self.contacts.get_mut(slot) else {
+            return Ok(());
+        };
+        if let Some(p) = e.priority {
+            c.priority = p;
+        }
+        if let (Some(l), Some(tag)) = (language, &e.language) {
+            c.language = l;
+            c.language_tag = tag.clone();
+        }
+        if let Some(r) = required {
+            c.required = r;
+        }
+        if let Some(p) = preferred {
+            c.preferred = p;
+        }
+        if let Some(q) = new_queue {
+            c.queue = q;
+        }
+        let waiting = matches!(c.phase, Phase::Waiting(_));
+        if transfer {
+            self.set_relax_timers(slot);
+        }
+        if waiting {
+            self.route_contact(slot, out);
+        }
+        if let Some(ai) = freed {
+            self.serve_agent(ai, out);
+        }
+        Ok(())
+    }
+
+    fn contact_abandoned(&mut self, e: &ContactRef, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        let slot = self.contact_slot(&e.contact_id)?;
+        let Some(c) = self.contacts.get(slot) else {
+            return Err(Ignored::UnknownContact(e.contact_id.clone()));
+        };
+        if matches!(c.phase, Phase::InService { .. }) {
+            return Err(Ignored::OutOfOrder(format!(
+                "contact {} was already accepted",
+                e.contact_id
+            )));
+        }
+        self.dequeue(slot);
+        let freed = self.withdraw(slot, "abandoned", out);
+        if let Some(c) = self.contacts.remove(slot) {
+            self.contact_ids.remove(&c.id);
+            let wait = self.now.saturating_sub(c.arrival);
+            let threshold = self.threshold(c.queue, c.channel);
+            let short = self.channels[c.channel as usize].short_abandon;
+            self.sla.on_abandoned(
+                self.now,
+                self.queue_names.name(c.queue),
+                self.channel_names.name(c.channel),
+                wait,
+                threshold,
+                short,
+            );
+        }
+        if let Some(ai) = freed {
+            self.serve_agent(ai, out);
+        }
+        Ok(())
+    }
+
+    fn contact_completed(
+        &mut self,
+        e: &ContactCompleted,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Ignored> {
+        let slot = self.contact_slot(&e.contact_id)?;
+        let Some(c) = self.contacts.get(slot) else {
+            return Err(Ignored::UnknownContact(e.contact_id.clone()));
+        };
+        let Phase::InService {
+            agent,
+            units,
+            answered_at,
+        } = c.phase
+        else {
+            return Err(Ignored::OutOfOrder(format!(
+                "contact {} was not accepted",
+                e.contact_id
+            )));
+        };
+        if let Some(by) = &e.agent_id {
+            if self.agent_ids.get(by) != Some(agent) {
+                return Err(Ignored::OutOfOrder(format!(
+                    "contact {} is handled by {}, not {by}",
+                    e.contact_id,
+                    self.agent_ids.name(agent)
+                )));
+            }
+        }
+        let Some(c) = self.contacts.remove(slot) else {
+            return Ok(());
+        };
+        self.contact_ids.remove(&c.id);
+        self.counts.in_service -= 1;
+        self.sla.on_completed(
+            self.now,
+            self.queue_names.name(c.queue),
+            self.channel_names.name(c.channel),
+            self.now.saturating_sub(answered_at),
+        );
+        self.touch_sticky(&c.customer, agent);
+        let info = self.channels[c.channel as usize];
+        if info.wrapup > 0 {
+            self.next_wrapup += 1;
+            let serial = self.next_wrapup;
+            self.agents[agent as usize].wrapups.push(Wrapup {
+                serial,
+                contact_id: c.id,
+                channel: c.channel,
+                units,
+            });
+            self.timers.set(
+                self.now.saturating_add(info.wrapup),
+                Timer::WrapupEnd { agent, serial },
+            );
+        } else {
+            self.agents[agent as usize].release(self.now, c.channel, units, info.exclusive);
+            self.agent_changed(agent);
+            self.serve_agent(agent, out);
+        }
+        Ok(())
+    }
+
+    fn wrapup_done(&mut self, e: &WrapupDone, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        let ai = self.agent_idx(&e.agent_id)?;
+        let a = &mut self.agents[ai as usize];
+        let done: Vec<Wrapup> = match &e.contact_id {
+            Some(id) => match a.wrapups.iter().position(|w| &w.contact_id == id) {
+                Some(i) => vec![a.wrapups.remove(i)],
+                None => Vec::new(),
+            },
+            None => std::mem::take(&mut a.wrapups),
+        };
+        if done.is_empty() {
+            return Err(Ignored::OutOfOrder(format!(
+                "agent {} has no such wrap-up",
+                e.agent_id
+            )));
+        }
+        for w in &done {
+            self.end_wrapup(ai, w);
+        }
+        self.serve_agent(ai, out);
+        Ok(())
+    }
+
+    fn agent_profile(&mut self, p: &AgentProfile, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        let ai = match self.agent_ids.get(&p.agent_id) {
+            Some(ai) => ai,
+            None => {
+                if self.agents.len() >= self.policy.limits.max_agents {
+                    return Err(Ignored::LimitReached("max_agents"));
+                }
+                let ai = self.agent_ids.intern(&p.agent_id);
+                self.agents.push(Agent::new(self.now));
+                ai
+            }
+        };
+        let skills = self.skill_ids(&p.skills);
+        let mut languages: Vec<u32> = Vec::with_capacity(p.languages.len());
+        for l in &p.languages {
+            let id = self.langs.intern(l);
+            if !languages.contains(&id) {
+                languages.push(id);
+            }
+        }
+        let mut queues: Vec<u32> = p.queues.iter().map(|q| self.queue_id(q)).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let a = &mut self.agents[ai as usize];
+        a.skills = skills;
+        a.languages = languages;
+        a.queues = queues;
+        a.capacity_profile = p.capacity.clone();
+        self.resolve_capacity(ai);
+        self.agent_changed(ai);
+        self.serve_agent(ai, out);
+        Ok(())
+    }
+
+    fn agent_state(&mut self, s: &AgentStateChange, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        let ai = self.agent_idx(&s.agent_id)?;
+        let a = &mut self.agents[ai as usize];
+        if a.state == s.state {
+            return Ok(());
+        }
+        match s.state {
+            AgentState::Available => {
+                a.state = AgentState::Available;
+                a.idle_since = self.now;
+                a.missed = 0;
+                self.counts.available += 1;
+                self.agent_changed(ai);
+                self.serve_agent(ai, out);
+            }
+            AgentState::Away | AgentState::Offline => {
+                let requeue = self.set_unavailable(ai, s.state, out);
+                for slot in requeue {
+                    self.route_contact(slot, out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the contact of an offer answer and checks it is the current offer to that agent.
+    fn current_offer(&self, e: &OfferAnswer) -> Result<u32, Ignored> {
+        let unknown = || Ignored::UnknownOffer(e.assignment_id.clone());
+        let slot = *self.contact_ids.get(&e.contact_id).ok_or_else(unknown)?;
+        let c = self.contacts.get(slot).ok_or_else(unknown)?;
+        let Phase::Offered { agent, .. } = c.phase else {
+            return Err(unknown());
+        };
+        let attempt = e
+            .assignment_id
+            .strip_prefix(c.id.as_str())
+            .and_then(|rest| rest.strip_prefix('#'))
+            .and_then(|n| n.parse::<u32>().ok());
+        if attempt != Some(c.attempt) || self.agent_ids.name(agent) != e.agent_id {
+            return Err(unknown());
+        }
+        Ok(slot)
+    }
+
+    fn offer_accepted(&mut self, e: &OfferAnswer) -> Result<(), Ignored> {
+        let slot = self.current_offer(e)?;
+        let now = self.now;
+        let Some(c) = self.contacts.get_mut(slot) else {
+            return Err(Ignored::UnknownOffer(e.assignment_id.clone()));
+        };
+        let Phase::Offered { agent, units, .. } = c.phase else {
+            return Err(Ignored::UnknownOffer(e.assignment_id.clone()));
+        };
+        c.phase = Phase::InService {
+            agent,
+            units,
+            answered_at: now,
+        };
+        let (queue, channel, wait) = (c.queue, c.channel, now.saturating_sub(c.arrival));
+        let customer = c.customer.clone();
+        let a = &mut self.agents[agent as usize];
+        a.pending.retain(|&s| s != slot);
+        a.missed = 0;
+        self.counts.offers_open -= 1;
+        self.counts.in_service += 1;
+        let threshold = self.threshold(queue, channel);
+        self.sla.on_answered(
+            now,
+            self.queue_names.name(queue),
+            self.channel_names.name(channel),
+            wait,
+            threshold,
+        );
+        self.touch_sticky(&customer, agent);
+        Ok(())
+    }
+
+    fn offer_rejected(&mut self, e: &OfferAnswer, out: &mut Vec<Output>) -> Result<(), Ignored> {
+        let slot = self.current_offer(e)?;
+        self.miss(slot, "rejected", out);
+        Ok(())
+    }
+
+    /// Live state for an SLA snapshot: contacts not yet accepted per (queue, channel), agents.
+    pub(crate) fn live_view(&self) -> sla::LiveView {
+        let mut live = sla::LiveView::default();
+        for (_, c) in self.contacts.iter() {
+            if matches!(c.phase, Phase::InService { .. }) {
+                continue;
+            }
+            let key = (
+                self.queue_names.name(c.queue).to_string(),
+                self.channel_names.name(c.channel).to_string(),
+            );
+            let e = live.waiting.entry(key).or_insert((0, c.arrival));
+            e.0 += 1;
+            e.1 = e.1.min(c.arrival);
+        }
+        for a in &self.agents {
+            if a.state != AgentState::Offline {
+                live.agents_logged_in += 1;
+            }
+            if a.state == AgentState::Available {
+                live.agents_available += 1;
+            }
+            if a.load > 0 {
+                live.agents_busy += 1;
+            }
+        }
+        live
+    }
+}

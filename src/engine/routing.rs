@@ -1,0 +1,526 @@
+//! The routing decisions: who is eligible for a contact, which eligible agent gets it, which
+//! waiting contact a freed agent gets, and making, withdrawing and missing offers.
+//!
+//! Invariant kept after every event and tick: no waiting contact has an eligible agent who could
+//! take it now. So a decision only ever has to look at what just changed: a new or requeued
+//! contact (contact-driven, [`Engine::route_contact`]) or an agent who gained room
+//! (agent-driven, [`Engine::serve_agent`]).
+
+use super::agents::{IdleKey, LoadKey};
+use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
+use super::tables::FULL_LOAD;
+use super::timers::Timer;
+use super::{AgentAway, Engine, Offer, OfferWithdrawn, Output, Strategy, Why};
+use crate::event::{AgentState, Skills};
+
+/// Relaxation in force for one contact at `now`: the first `steps` steps of its queue.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Relax {
+    pub(crate) steps: usize,
+    pub(crate) lower_by: u8,
+    pub(crate) drop_preferred: bool,
+}
+
+/// How an eligible agent matched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Match {
+    /// The agent's language id that matched.
+    pub(crate) language: u32,
+    pub(crate) fallback: bool,
+    /// The overflow queue through which the agent is eligible, if not through the contact's own.
+    pub(crate) overflow: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    PreferredAgent,
+    Sticky,
+    Strategy,
+}
+
+impl Engine {
+    pub(crate) fn relax(&self, c: &Contact) -> Relax {
+        let waited = self.now.saturating_sub(c.arrival);
+        let mut r = Relax::default();
+        for s in &self.queues[c.queue as usize].steps {
+            if s.after > waited {
+                break;
+            }
+            r.steps += 1;
+            r.lower_by = r.lower_by.saturating_add(s.lower_by);
+            r.drop_preferred |= s.drop_preferred;
+        }
+        r
+    }
+
+    /// Eligibility (DESIGN.md §3): available, room on the channel, not excluded, serves the
+    /// queue (or an overflow queue in force), every required skill at the (relaxed) minimum,
+    /// and speaks the language (or a relaxation fallback language).
+    pub(crate) fn eligible(&self, ai: u32, c: &Contact, r: &Relax) -> Option<Match> {
+        let a = &self.agents[ai as usize];
+        if a.state != AgentState::Available
+            || !a.can_take(c.channel, &self.channels[c.channel as usize])
+            || c.excluded.contains(&ai)
+        {
+            return None;
+        }
+        let steps = &self.queues[c.queue as usize].steps[..r.steps];
+        let overflow = if a.serves_queue(c.queue) {
+            None
+        } else {
+            Some(
+                steps
+                    .iter()
+                    .filter_map(|s| s.overflow_to)
+                    .find(|&o| a.serves_queue(o))?,
+            )
+        };
+        for &(skill, min) in &c.required {
+            if a.level(skill) < min.saturating_sub(r.lower_by).max(1) {
+                return None;
+            }
+        }
+        let mut fallback = None;
+        for &l in &a.languages {
+            match self.langs.serves(l, c.language) {
+                Some(false) => {
+                    return Some(Match {
+                        language: l,
+                        fallback: false,
+                        overflow,
+                    })
+                }
+                Some(true) if fallback.is_none() => fallback = Some(l),
+                _ => {}
+            }
+        }
+        if fallback.is_none() {
+            fallback = steps
+                .iter()
+                .flat_map(|s| s.languages.iter())
+                .find_map(|&f| {
+                    a.languages
+                        .iter()
+                        .copied()
+                        .find(|&l| self.langs.serves(l, f).is_some())
+                });
+        }
+        fallback.map(|l| Match {
+            language: l,
+            fallback: true,
+            overflow,
+        })
+    }
+
+    /// The customer's last agent, while still within `sticky_for` of their last activity.
+    pub(crate) fn sticky_agent(&self, customer: &str) -> Option<u32> {
+        let sticky_for = super::tables::millis(self.policy.sticky_for);
+        if sticky_for == 0 {
+            return None;
+        }
+        let &(agent, at) = self.sticky.get(customer)?;
+        (self.now.saturating_sub(at) <= sticky_for).then_some(agent)
+    }
+
+    /// Picks the agent for a contact, or `None` when nobody eligible can take it now.
+    pub(crate) fn choose_agent(&self, c: &Contact, r: &Relax) -> Option<(u32, Rule, Match)> {
+        if let Some(ai) = c
+            .preferred_agent
+            .as_deref()
+            .and_then(|p| self.agent_ids.get(p))
+        {
+            if let Some(m) = self.eligible(ai, c, r) {
+                return Some((ai, Rule::PreferredAgent, m));
+            }
+        }
+        if let Some(ai) = self.sticky_agent(&c.customer) {
+            if let Some(m) = self.eligible(ai, c, r) {
+                return Some((ai, Rule::Sticky, m));
+            }
+        }
+        // Pools to look in: the contact's language and the fallback languages in force.
+        let mut primaries: [u32; 8] = [0; 8];
+        let mut n = 0;
+        let first = self.langs.primary(c.language);
+        primaries[0] = first;
+        n += 1;
+        for s in &self.queues[c.queue as usize].steps[..r.steps] {
+            for &f in &s.languages {
+                let p = self.langs.primary(f);
+                if n < primaries.len() && !primaries[..n].contains(&p) {
+                    primaries[n] = p;
+                    n += 1;
+                }
+            }
+        }
+        let pools = primaries[..n]
+            .iter()
+            .filter_map(|&p| self.pools.get(c.channel, p));
+        let found = match self.queues[c.queue as usize].strategy {
+            Strategy::LongestIdle => {
+                let mut best: Option<(IdleKey, Match)> = None;
+                for pool in pools {
+                    for key in &pool.by_idle {
+                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                            break;
+                        }
+                        if let Some(m) = self.eligible(key.2, c, r) {
+                            best = Some((*key, m));
+                            break;
+                        }
+                    }
+                }
+                best.map(|(k, m)| (k.2, m))
+            }
+            Strategy::LeastOccupied => {
+                let mut best: Option<(LoadKey, Match)> = None;
+                for pool in pools {
+                    for key in &pool.by_load {
+                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                            break;
+                        }
+                        if let Some(m) = self.eligible(key.2, c, r) {
+                            best = Some((*key, m));
+                            break;
+                        }
+                    }
+                }
+                best.map(|(k, m)| (k.2, m))
+            }
+            // Contact-dependent orders: every agent of the pools is looked at.
+            Strategy::BestSkillMatch => {
+                let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
+                for pool in pools {
+                    for key in &pool.by_idle {
+                        if let Some(m) = self.eligible(key.2, c, r) {
+                            let rank = (std::cmp::Reverse(self.skill_score(key.2, c, r)), key.2);
+                            if best.as_ref().is_none_or(|b| rank < b.0) {
+                                best = Some((rank, m));
+                            }
+                        }
+                    }
+                }
+                best.map(|(k, m)| (k.1, m))
+            }
+            Strategy::RoundRobin => {
+                let cursor = self.rr_cursor.get(c.queue as usize).copied().unwrap_or(0);
+                let mut best: Option<((bool, u32), Match)> = None;
+                for pool in pools {
+                    for key in &pool.by_idle {
+                        let rank = (key.2 < cursor, key.2);
+                        if best.as_ref().is_some_and(|b| b.0 <= rank) {
+                            continue;
+                        }
+                        if let Some(m) = self.eligible(key.2, c, r) {
+                            best = Some((rank, m));
+                        }
+                    }
+                }
+                best.map(|(k, m)| (k.1, m))
+            }
+        };
+        found.map(|(ai, m)| (ai, Rule::Strategy, m))
+    }
+
+    /// best_skill_match: surplus over each required minimum, plus for each preferred skill held
+    /// at or above the wanted level 10 and its surplus (unless relaxation dropped them).
+    pub(crate) fn skill_score(&self, ai: u32, c: &Contact, r: &Relax) -> u32 {
+        let a = &self.agents[ai as usize];
+        let mut score = 0u32;
+        for &(s, min) in &c.required {
+            let min = min.saturating_sub(r.lower_by).max(1);
+            score += u32::from(a.level(s).saturating_sub(min));
+        }
+        if !r.drop_preferred {
+            for &(s, want) in &c.preferred {
+                let l = a.level(s);
+                if l >= want {
+                    score += 10 + u32::from(l - want);
+                }
+            }
+        }
+        score
+    }
+
+    /// Contact-driven: offer the contact in `slot` (not in a line) now, or put it in its line.
+    pub(crate) fn route_contact(&mut self, slot: u32, out: &mut Vec<Output>) {
+        let Some(c) = self.contacts.get(slot) else {
+            return;
+        };
+        let r = self.relax(c);
+        match self.choose_agent(c, &r) {
+            Some((ai, rule, m)) => self.offer(slot, ai, rule, m, r, out),
+            None => self.enqueue(slot),
+        }
+    }
+
+    /// Agent-driven: while agent `ai` has room, offer it the best waiting contact it can serve:
+    /// highest effective priority across every line it serves, ties by arrival, then slot.
+    pub(crate) fn serve_agent(&mut self, ai: u32, out: &mut Vec<Output>) {
+        loop {
+            let a = &self.agents[ai as usize];
+            if a.state != AgentState::Available {
+                return;
+            }
+            let mut best: Option<(f64, u64, u32, Match, Relax)> = None;
+            for (&key, line) in &self.lines {
+                let (q, ch) = line_parts(key);
+                let info = &self.channels[ch as usize];
+                let qi = &self.queues[q as usize];
+                if !a.can_take(ch, info) || !(qi.overflows || a.serves_queue(q)) {
+                    continue;
+                }
+                let threshold = qi.sl_threshold.unwrap_or(info.sl_threshold);
+                for wk in line {
+                    let Some(c) = self.contacts.get(wk.slot) else {
+                        continue;
+                    };
+                    let r = self.relax(c);
+                    if let Some(m) = self.eligible(ai, c, &r) {
+                        let eff = effective_priority(
+                            c.priority, qi.aging, threshold, c.arrival, self.now,
+                        );
+                        let better = match &best {
+                            None => true,
+                            Some(b) => eff
+                                .total_cmp(&b.0)
+                                .then(b.1.cmp(&c.arrival))
+                                .then(b.2.cmp(&wk.slot))
+                                .is_gt(),
+                        };
+                        if better {
+                            best = Some((eff, c.arrival, wk.slot, m, r));
+                        }
+                        break;
+                    }
+                }
+            }
+            let Some((_, _, slot, m, r)) = best else {
+                return;
+            };
+            let rule = match self.contacts.get(slot) {
+                Some(c) if c.preferred_agent.as_deref() == Some(self.agent_ids.name(ai)) => {
+                    Rule::PreferredAgent
+                }
+                Some(c) if self.sticky_agent(&c.customer) == Some(ai) => Rule::Sticky,
+                _ => Rule::Strategy,
+            };
+            self.offer(slot, ai, rule, m, r, out);
+        }
+    }
+
+    /// Puts the contact in `slot` (not in a line) into its waiting line.
+    pub(crate) fn enqueue(&mut self, slot: u32) {
+        let Some(c) = self.contacts.get(slot) else {
+            return;
+        };
+        let qi = &self.queues[c.queue as usize];
+        let threshold = qi
+            .sl_threshold
+            .unwrap_or(self.channels[c.channel as usize].sl_threshold);
+        let key = WaitKey::new(c.priority, qi.aging, threshold, c.arrival, slot);
+        self.lines
+            .entry(line_key(c.queue, c.channel))
+            .or_default()
+            .insert(key);
+        if let Some(c) = self.contacts.get_mut(slot) {
+            c.phase = Phase::Waiting(Some(key));
+        }
+        self.counts.waiting += 1;
+    }
+
+    /// Takes the contact in `slot` out of its waiting line, if it is in one.
+    pub(crate) fn dequeue(&mut self, slot: u32) {
+        let Some(c) = self.contacts.get_mut(slot) else {
+            return;
+        };
+        if let Phase::Waiting(Some(key)) = c.phase {
+            c.phase = Phase::Waiting(None);
+            let lk = line_key(c.queue, c.channel);
+            if let Some(line) = self.lines.get_mut(&lk) {
+                line.remove(&key);
+                if line.is_empty() {
+                    self.lines.remove(&lk);
+                }
+            }
+            self.counts.waiting -= 1;
+        }
+    }
+
+    /// Offers the contact in `slot` to agent `ai`, reserving the agent's capacity.
+    fn offer(&mut self, slot: u32, ai: u32, rule: Rule, m: Match, r: Relax, out: &mut Vec<Output>) {
+        self.dequeue(slot);
+        let now = self.now;
+        let Some(c) = self.contacts.get(slot) else {
+            return;
+        };
+        let info = self.channels[c.channel as usize];
+        let qi = &self.queues[c.queue as usize];
+        let strategy = qi.strategy;
+        let threshold = qi.sl_threshold.unwrap_or(info.sl_threshold);
+        let eff = effective_priority(c.priority, qi.aging, threshold, c.arrival, now);
+        let a = &self.agents[ai as usize];
+        let score = match strategy {
+            Strategy::LongestIdle => now.saturating_sub(a.idle_since) as f64 / 1000.0,
+            Strategy::LeastOccupied => 1.0 - f64::from(a.load) / f64::from(FULL_LOAD),
+            Strategy::BestSkillMatch => f64::from(self.skill_score(ai, c, &r)),
+            Strategy::RoundRobin => 0.0,
+        };
+        let matched_skills: Skills = c
+            .required
+            .iter()
+            .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
+            .collect();
+        let matched_preferred: Skills = if r.drop_preferred {
+            Skills::new()
+        } else {
+            c.preferred
+                .iter()
+                .filter(|&&(s, _)| a.level(s) > 0)
+                .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
+                .collect()
+        };
+        let attempt = c.attempt + 1;
+        let offer = Offer {
+            assignment_id: format!("{}#{}", c.id, attempt),
+            tenant: self.tenant.clone(),
+            contact_id: c.id.clone(),
+            agent_id: self.agent_ids.name(ai).to_string(),
+            customer_id: c.customer.clone(),
+            channel: self.channel_names.name(c.channel).to_string(),
+            queue: self.queue_names.name(c.queue).to_string(),
+            language: c.language_tag.clone(),
+            priority: c.priority,
+            offered_at: now,
+            expires_at: now.saturating_add(info.offer_timeout),
+            wait_ms: now.saturating_sub(c.arrival),
+            attempt,
+            why: Why {
+                rule: match rule {
+                    Rule::PreferredAgent => "preferred_agent".to_string(),
+                    Rule::Sticky => "sticky".to_string(),
+                    Rule::Strategy => strategy.as_str().to_string(),
+                },
+                matched_skills,
+                matched_preferred,
+                language: self.langs.name(m.language).to_string(),
+                language_fallback: m.fallback,
+                score,
+                effective_priority: eff,
+                relaxation_step: r.steps as u32,
+                overflow_from: m.overflow.map(|q| self.queue_names.name(q).to_string()),
+                sticky: rule == Rule::Sticky,
+            },
+            handoff: c.handoff.clone(),
+        };
+        let (uid, queue, channel) = (c.uid, c.queue, c.channel);
+        if let Some(c) = self.contacts.get_mut(slot) {
+            c.attempt = attempt;
+            c.phase = Phase::Offered {
+                agent: ai,
+                units: info.units,
+                offered_at: now,
+            };
+        }
+        let a = &mut self.agents[ai as usize];
+        a.hold(channel, info.units, info.exclusive);
+        a.pending.push(slot);
+        if strategy == Strategy::RoundRobin && rule == Rule::Strategy {
+            let q = queue as usize;
+            if self.rr_cursor.len() <= q {
+                self.rr_cursor.resize(q + 1, 0);
+            }
+            self.rr_cursor[q] = ai + 1;
+        }
+        self.timers.set(
+            now.saturating_add(info.offer_timeout),
+            Timer::OfferExpiry { slot, uid, attempt },
+        );
+        self.counts.offers_open += 1;
+        self.agent_changed(ai);
+        out.push(Output::Offer(offer));
+    }
+
+    /// Withdraws the pending offer of the contact in `slot`, freeing the agent's reservation.
+    /// The contact is left out of any line (`Waiting(None)`); returns the agent.
+    pub(crate) fn withdraw(
+        &mut self,
+        slot: u32,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) -> Option<u32> {
+        let now = self.now;
+        let c = self.contacts.get_mut(slot)?;
+        let Phase::Offered { agent, units, .. } = c.phase else {
+            return None;
+        };
+        c.phase = Phase::Waiting(None);
+        let channel = c.channel;
+        let exclusive = self.channels[channel as usize].exclusive;
+        out.push(Output::OfferWithdrawn(OfferWithdrawn {
+            assignment_id: format!("{}#{}", c.id, c.attempt),
+            tenant: self.tenant.clone(),
+            contact_id: c.id.clone(),
+            agent_id: self.agent_ids.name(agent).to_string(),
+            at: now,
+            reason: reason.to_string(),
+        }));
+        let a = &mut self.agents[agent as usize];
+        a.pending.retain(|&s| s != slot);
+        a.release(now, channel, units, exclusive);
+        self.counts.offers_open -= 1;
+        self.agent_changed(agent);
+        Some(agent)
+    }
+
+    /// A missed offer (rejected or timed out): withdraw, exclude the agent, requeue at the
+    /// contact's old place, and set the agent away after too many misses in a row.
+    pub(crate) fn miss(&mut self, slot: u32, reason: &str, out: &mut Vec<Output>) {
+        let Some(ai) = self.withdraw(slot, reason, out) else {
+            return;
+        };
+        if let Some(c) = self.contacts.get_mut(slot) {
+            c.excluded.push(ai);
+        }
+        let a = &mut self.agents[ai as usize];
+        a.missed += 1;
+        let missed = a.missed;
+        let max = self.policy.max_missed_offers;
+        let mut requeue = vec![slot];
+        if max > 0 && missed >= max && a.state == AgentState::Available {
+            out.push(Output::AgentAway(AgentAway {
+                tenant: self.tenant.clone(),
+                agent_id: self.agent_ids.name(ai).to_string(),
+                at: self.now,
+                reason: "missed_offers".to_string(),
+                missed,
+            }));
+            requeue.extend(self.set_unavailable(ai, AgentState::Away, out));
+        }
+        for s in requeue {
+            self.route_contact(s, out);
+        }
+        self.serve_agent(ai, out);
+    }
+
+    /// Sets an agent away or offline, withdrawing its pending offers. Returns the withdrawn
+    /// contacts' slots, for the caller to route again.
+    pub(crate) fn set_unavailable(
+        &mut self,
+        ai: u32,
+        state: AgentState,
+        out: &mut Vec<Output>,
+    ) -> Vec<u32> {
+        let a = &mut self.agents[ai as usize];
+        if a.state == AgentState::Available {
+            self.counts.available -= 1;
+        }
+        a.state = state;
+        let pending = std::mem::take(&mut a.pending);
+        for &s in &pending {
+            self.withdraw(s, "agent_unavailable", out);
+        }
+        self.agent_changed(ai);
+        pending
+    }
+}
