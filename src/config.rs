@@ -393,7 +393,9 @@ impl<'de> de::Visitor<'de> for SecretVisitor {
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, _seq: A) -> Result<Secret, A::Error> {
-        Err(de::Error::custom(format!("a secret must be {SECRET_FORMS}")))
+        Err(de::Error::custom(format!(
+            "a secret must be {SECRET_FORMS}"
+        )))
     }
 }
 
@@ -439,10 +441,7 @@ impl Config {
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Parse {
                 file: origin.to_string(),
                 line,
@@ -527,7 +526,10 @@ impl Config {
         if !self.metrics.listen.is_empty()
             && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
         {
-            return invalid("metrics.listen", "must be an address such as 127.0.0.1:9464");
+            return invalid(
+                "metrics.listen",
+                "must be an address such as 127.0.0.1:9464",
+            );
         }
         let d = &self.daemon;
         if d.max_record_bytes == 0 {
@@ -628,8 +630,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_position() {
-        let e = Config::parse(&format!("{MIN}[daemon]\ntick_intervall = \"1s\"\n"), "f.toml")
-            .unwrap_err();
+        let e = Config::parse(
+            &format!("{MIN}[daemon]\ntick_intervall = \"1s\"\n"),
+            "f.toml",
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("f.toml:4:"), "{msg}");
         assert!(msg.contains("tick_intervall"), "{msg}");
@@ -701,7 +706,8 @@ mod tests {
         let e = Config::parse(text, "f").unwrap_err().to_string();
         assert!(!e.contains("s3cret"), "{e}");
         assert!(e.contains("a secret must be"), "{e}");
-        let text = format!("{MIN}[kafka.client]\n\"sasl.oauthbearer.client.secret\" = \"x-s3cret\"\n");
+        let text =
+            format!("{MIN}[kafka.client]\n\"sasl.oauthbearer.client.secret\" = \"x-s3cret\"\n");
         let c = Config::parse(&text, "f").unwrap();
         assert!(!c.to_toml_redacted().contains("s3cret"));
     }

@@ -131,7 +131,12 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
             what: "consumer",
             source,
         })?;
-    let topics: Vec<&str> = config.kafka.input_topics.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = config
+        .kafka
+        .input_topics
+        .iter()
+        .map(String::as_str)
+        .collect();
     consumer
         .subscribe(&topics)
         .map_err(|source| kafka::Error::Subscribe {
@@ -155,7 +160,9 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         last_sla: Instant::now(),
         last_status: Instant::now(),
     };
-    let result = d.main_loop(&consumer, control.shutdown, control.reload).await;
+    let result = d
+        .main_loop(&consumer, control.shutdown, control.reload)
+        .await;
     let stopped = d.stop(&consumer).await;
     d.publish_status(|s| s.ready = false);
     drop(consumer);
@@ -278,7 +285,11 @@ impl Daemon {
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
                         self.parts.entry(p).or_insert_with(|| {
-                            Partition::build(p, self.policy.clone(), self.config.daemon.max_record_bytes)
+                            Partition::build(
+                                p,
+                                self.policy.clone(),
+                                self.config.daemon.max_record_bytes,
+                            )
                         });
                     }
                     let n = self.owned.len();
@@ -495,14 +506,19 @@ impl Daemon {
     }
 
     /// Graceful stop: nothing new is read; flush what was produced, store and commit offsets.
-    async fn stop(&mut self, consumer: &StreamConsumer<RebalanceContext>) -> Result<(), DaemonError> {
+    async fn stop(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+    ) -> Result<(), DaemonError> {
         let timeout = self.config.daemon.shutdown_timeout;
         tracing::info!(timeout = ?timeout, in_flight = self.producer.in_flight(), "stopping: flushing output");
         let p = self.producer.clone();
         let flushed = tokio::task::spawn_blocking(move || p.flush(timeout)).await;
         match flushed {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "flush incomplete; unacknowledged records will be consumed again"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "flush incomplete; unacknowledged records will be consumed again")
+            }
             Err(e) => tracing::warn!(error = %e, "flush task failed"),
         }
         self.store_offsets(consumer);
@@ -510,7 +526,8 @@ impl Daemon {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => tracing::info!("offsets committed"),
             // Nothing new stored since the last commit.
-            Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+            Err(e)
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "final commit failed");
                 return Err(kafka::Error::Commit(e).into());

@@ -142,11 +142,32 @@ fn now_ms() -> u64 {
 /// Things the simulated people do later.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
-    Accept { tenant: String, assignment: String, agent: String, contact: String },
-    Reject { tenant: String, assignment: String, agent: String, contact: String },
-    Complete { tenant: String, agent: String, contact: String },
-    WrapupDone { tenant: String, agent: String, contact: String },
-    Abandon { tenant: String, contact: String },
+    Accept {
+        tenant: String,
+        assignment: String,
+        agent: String,
+        contact: String,
+    },
+    Reject {
+        tenant: String,
+        assignment: String,
+        agent: String,
+        contact: String,
+    },
+    Complete {
+        tenant: String,
+        agent: String,
+        contact: String,
+    },
+    WrapupDone {
+        tenant: String,
+        agent: String,
+        contact: String,
+    },
+    Abandon {
+        tenant: String,
+        contact: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -276,24 +297,50 @@ impl Workload {
     fn on_output(&mut self, o: Output, todo: &mut BinaryHeap<Reverse<(Instant, Action)>>) {
         match o {
             Output::Offer(offer) => {
-                *self.channel_offers.entry(offer.channel.clone()).or_default() += 1;
+                *self
+                    .channel_offers
+                    .entry(offer.channel.clone())
+                    .or_default() += 1;
                 if offer.attempt > 1 {
                     self.reoffers += 1;
                 }
                 let key = (offer.tenant.clone(), offer.contact_id.clone());
                 if let Some(c) = self.contacts.get(&key) {
-                    let row = self.rows.entry((offer.tenant.clone(), c.queue.clone())).or_default();
+                    let row = self
+                        .rows
+                        .entry((offer.tenant.clone(), c.queue.clone()))
+                        .or_default();
                     row.offers += 1;
                 }
                 let roll = self.rng.unit();
-                let (tenant, assignment, agent, contact) =
-                    (offer.tenant, offer.assignment_id, offer.agent_id, offer.contact_id);
+                let (tenant, assignment, agent, contact) = (
+                    offer.tenant,
+                    offer.assignment_id,
+                    offer.agent_id,
+                    offer.contact_id,
+                );
                 if roll < 0.86 {
                     let at = Instant::now() + self.rng.between(0.2, 2.0);
-                    todo.push(Reverse((at, Action::Accept { tenant, assignment, agent, contact })));
+                    todo.push(Reverse((
+                        at,
+                        Action::Accept {
+                            tenant,
+                            assignment,
+                            agent,
+                            contact,
+                        },
+                    )));
                 } else if roll < 0.93 {
                     let at = Instant::now() + self.rng.between(0.2, 1.0);
-                    todo.push(Reverse((at, Action::Reject { tenant, assignment, agent, contact })));
+                    todo.push(Reverse((
+                        at,
+                        Action::Reject {
+                            tenant,
+                            assignment,
+                            agent,
+                            contact,
+                        },
+                    )));
                 } // else: the agent does not answer; the offer times out and is re-offered.
             }
             Output::OfferWithdrawn(_) => self.withdrawn += 1,
@@ -310,9 +357,16 @@ impl Workload {
 
     fn act(&mut self, action: Action, todo: &mut BinaryHeap<Reverse<(Instant, Action)>>) {
         match action {
-            Action::Accept { tenant, assignment, agent, contact } => {
+            Action::Accept {
+                tenant,
+                assignment,
+                agent,
+                contact,
+            } => {
                 let key = (tenant.clone(), contact.clone());
-                let Some(c) = self.contacts.get_mut(&key) else { return };
+                let Some(c) = self.contacts.get_mut(&key) else {
+                    return;
+                };
                 if c.answered || c.abandoned {
                     return;
                 }
@@ -329,22 +383,49 @@ impl Workload {
                            "agent_id": agent, "contact_id": contact}),
                 );
                 let at = Instant::now() + self.rng.between(2.0, 9.0);
-                todo.push(Reverse((at, Action::Complete { tenant, agent, contact })));
+                todo.push(Reverse((
+                    at,
+                    Action::Complete {
+                        tenant,
+                        agent,
+                        contact,
+                    },
+                )));
             }
-            Action::Reject { tenant, assignment, agent, contact } => self.send(
+            Action::Reject {
+                tenant,
+                assignment,
+                agent,
+                contact,
+            } => self.send(
                 &tenant,
                 json!({"type": "offer.rejected", "assignment_id": assignment,
                        "agent_id": agent, "contact_id": contact, "reason": "busy"}),
             ),
-            Action::Complete { tenant, agent, contact } => {
+            Action::Complete {
+                tenant,
+                agent,
+                contact,
+            } => {
                 self.send(
                     &tenant,
                     json!({"type": "contact.completed", "contact_id": contact, "agent_id": agent}),
                 );
                 let at = Instant::now() + self.rng.between(0.5, 2.0);
-                todo.push(Reverse((at, Action::WrapupDone { tenant, agent, contact })));
+                todo.push(Reverse((
+                    at,
+                    Action::WrapupDone {
+                        tenant,
+                        agent,
+                        contact,
+                    },
+                )));
             }
-            Action::WrapupDone { tenant, agent, contact } => {
+            Action::WrapupDone {
+                tenant,
+                agent,
+                contact,
+            } => {
                 self.contacts.remove(&(tenant.clone(), contact.clone()));
                 self.send(
                     &tenant,
@@ -353,15 +434,23 @@ impl Workload {
             }
             Action::Abandon { tenant, contact } => {
                 let key = (tenant.clone(), contact.clone());
-                let Some(c) = self.contacts.get_mut(&key) else { return };
+                let Some(c) = self.contacts.get_mut(&key) else {
+                    return;
+                };
                 if c.answered {
                     return;
                 }
                 c.abandoned = true;
                 let queue = c.queue.clone();
                 self.contacts.remove(&key);
-                self.rows.entry((tenant.clone(), queue)).or_default().abandoned += 1;
-                self.send(&tenant, json!({"type": "contact.abandoned", "contact_id": contact}));
+                self.rows
+                    .entry((tenant.clone(), queue))
+                    .or_default()
+                    .abandoned += 1;
+                self.send(
+                    &tenant,
+                    json!({"type": "contact.abandoned", "contact_id": contact}),
+                );
             }
         }
     }
@@ -383,7 +472,15 @@ impl Workload {
         let _ = writeln!(
             s,
             "{:<9} {:<8} {:>7} {:>7} {:>6} {:>8} {:>9} {:>6} {:>8}",
-            "tenant", "queue", "waiting", "offered", "offers", "answered", "abandoned", "SL", "longest"
+            "tenant",
+            "queue",
+            "waiting",
+            "offered",
+            "offers",
+            "answered",
+            "abandoned",
+            "SL",
+            "longest"
         );
         let mut waiting: BTreeMap<(&str, &str), (u64, Duration)> = BTreeMap::new();
         for ((tenant, _), c) in &self.contacts {
@@ -407,7 +504,14 @@ impl Workload {
             let _ = writeln!(
                 s,
                 "{:<9} {:<8} {:>7} {:>7} {:>6} {:>8} {:>9} {:>6} {:>7.1}s",
-                tenant, queue, n, r.offered, r.offers, r.answered, r.abandoned, sl,
+                tenant,
+                queue,
+                n,
+                r.offered,
+                r.offers,
+                r.answered,
+                r.abandoned,
+                sl,
                 longest.as_secs_f64()
             );
         }
@@ -463,14 +567,19 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::new());
     if !opts.metrics_listen.is_empty() {
-        let handle = crate::metrics::install_prometheus()
-            .map_err(|e| DemoError::Metrics(e.to_string()))?;
+        let handle =
+            crate::metrics::install_prometheus().map_err(|e| DemoError::Metrics(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(&opts.metrics_listen)
             .await
             .map_err(|e| DemoError::Metrics(format!("{}: {e}", opts.metrics_listen)))?;
         println!("metrics: http://{}/metrics", opts.metrics_listen);
         let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || handle.render());
-        tokio::spawn(crate::http::serve(listener, render, health.clone(), shutdown.clone()));
+        tokio::spawn(crate::http::serve(
+            listener,
+            render,
+            health.clone(),
+            shutdown.clone(),
+        ));
     }
     let (control, _reload, status) = Control::new(shutdown.clone(), Arc::new(policy.clone()));
     tokio::spawn(daemon::supervise(
@@ -509,7 +618,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         policy,
     };
     let tenants: Vec<String> = (0..opts.tenants.max(1))
-        .map(|i| ["shop-mx", "shop-br", "shop-ar", "shop-co", "shop-cl"].get(i).map_or_else(|| format!("shop-{i}"), |s| s.to_string()))
+        .map(|i| {
+            ["shop-mx", "shop-br", "shop-ar", "shop-co", "shop-cl"]
+                .get(i)
+                .map_or_else(|| format!("shop-{i}"), |s| s.to_string())
+        })
         .collect();
     for t in &tenants {
         w.agents(t, opts.agents.max(1));
@@ -546,7 +659,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         }
         if now >= next_bad {
             // A broken connector now and then: the daemon dead-letters it and carries on.
-            let bad: [&[u8]; 3] = [b"{\"type\":\"contact.created\",", b"\xff\xfe", b"{\"type\":\"contact.teleported\",\"id\":\"x\",\"tenant\":\"shop-mx\",\"ts\":1}"];
+            let bad: [&[u8]; 3] = [
+                b"{\"type\":\"contact.created\",",
+                b"\xff\xfe",
+                b"{\"type\":\"contact.teleported\",\"id\":\"x\",\"tenant\":\"shop-mx\",\"ts\":1}",
+            ];
             w.send_raw(&tenants[0], bad[(w.bad_sent % 3) as usize]);
             w.bad_sent += 1;
             next_bad = now + Duration::from_secs(10);
@@ -555,11 +672,16 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             print!("{}", w.table(start.elapsed(), &status.borrow()));
             next_table += Duration::from_secs(1);
         }
-        let wake = [Some(next_contact), Some(next_table), Some(end), todo.peek().map(|Reverse((at, _))| *at)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(end);
+        let wake = [
+            Some(next_contact),
+            Some(next_table),
+            Some(end),
+            todo.peek().map(|Reverse((at, _))| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(end);
         tokio::select! {
             m = desktops.recv() => {
                 if let Ok(m) = m {

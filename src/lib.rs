@@ -16,15 +16,21 @@
 //! - [`telemetry`]: log setup (`tracing`, human or JSON, `RUST_LOG`).
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on a tiny HTTP/1.1 responder.
 //! - [`systemd`]: service-manager notifications (readiness, reload, stop, status, watchdog).
+//! - [`loadgen`]: `omniroute loadgen`, the workload generator and benchmarks
+//!   (docs/PERFORMANCE.md); [`passthrough`]: the consume → produce baseline; [`memprobe`]: RSS
+//!   per agent and per waiting contact.
 
-pub mod engine;
-pub mod event;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod engine;
+pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod loadgen;
+pub mod memprobe;
 pub mod metrics;
 pub mod partition;
+pub mod passthrough;
 pub mod systemd;
 pub mod telemetry;

@@ -15,7 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(version, about = "Routes omnichannel contact-center contacts from Kafka to agents")]
+#[command(
+    version,
+    about = "Routes omnichannel contact-center contacts from Kafka to agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +39,10 @@ enum Command {
     },
     /// Zero-setup demo: an in-process Kafka, a synthetic workload and the real daemon path.
     Demo(omniroute::demo::DemoOptions),
+    /// Workload generator and benchmarks (docs/PERFORMANCE.md).
+    Loadgen(omniroute::loadgen::LoadgenArgs),
+    /// Throughput baseline: copy records with omniroute's client settings, nothing else.
+    Passthrough(omniroute::passthrough::PassthroughArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,11 +51,12 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => runtime()?.block_on(run(config)),
         Command::Demo(opts) => runtime()?.block_on(async move {
-            omniroute::telemetry::init(&opts.log_settings())
-                .context("cannot set up logging")?;
+            omniroute::telemetry::init(&opts.log_settings()).context("cannot set up logging")?;
             omniroute::demo::run(opts).await?;
             Ok(())
         }),
+        Command::Loadgen(a) => Ok(runtime()?.block_on(omniroute::loadgen::run(a))?),
+        Command::Passthrough(a) => Ok(runtime()?.block_on(omniroute::passthrough::run(a))?),
     }
 }
 
@@ -74,7 +82,8 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+    let config =
+        Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
     omniroute::telemetry::init(&config.log).context("cannot set up logging")?;
     let notifier = Notifier::from_env();
     let health = Arc::new(Health::new());

@@ -46,7 +46,10 @@ pub fn describe() {
         CONSUMER_LAG,
         "Records behind the partition's high watermark."
     );
-    describe_gauge!(PARTITIONS_ASSIGNED, "Input partitions owned by this instance.");
+    describe_gauge!(
+        PARTITIONS_ASSIGNED,
+        "Input partitions owned by this instance."
+    );
     describe_gauge!(ENGINE_AGENTS, "Agents known to the engines, by state.");
     describe_gauge!(
         ENGINE_CONTACTS_WAITING,
@@ -119,7 +122,8 @@ pub(crate) fn produce_error(topic: &str) {
 /// Installs the Prometheus recorder (once per process) and returns the handle that renders the
 /// exposition text. Decision time gets histogram buckets so alerts can use quantiles.
 pub fn install_prometheus(
-) -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError>
+{
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(

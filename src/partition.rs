@@ -48,7 +48,12 @@ impl Partition {
     }
 
     /// Decodes one record and drives its tenant's engine.
-    pub fn process(&mut self, now: Millis, payload: Option<&[u8]>, out: &mut Vec<Output>) -> Outcome {
+    pub fn process(
+        &mut self,
+        now: Millis,
+        payload: Option<&[u8]>,
+        out: &mut Vec<Output>,
+    ) -> Outcome {
         let event = match event::decode(payload.unwrap_or_default(), self.max_record_bytes) {
             Ok(e) => e,
             Err(e) => return Outcome::DeadLetter(e),
@@ -92,7 +97,10 @@ impl Partition {
 
     /// Earliest timer over the partition's engines.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.engines.values().filter_map(Engine::next_deadline).min()
+        self.engines
+            .values()
+            .filter_map(Engine::next_deadline)
+            .min()
     }
 
     /// Applies a reloaded policy to every engine, keeping their state.

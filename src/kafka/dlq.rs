@@ -10,7 +10,13 @@ pub const SOURCE_PARTITION: &str = "omniroute.source.partition";
 pub const SOURCE_OFFSET: &str = "omniroute.source.offset";
 
 /// Headers of one dead letter.
-pub fn headers(reason: &str, error: &str, topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
+pub fn headers(
+    reason: &str,
+    error: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
     let partition = partition.to_string();
     let offset = offset.to_string();
     OwnedHeaders::new_with_capacity(5)
@@ -44,7 +50,13 @@ mod tests {
 
     #[test]
     fn headers_name_reason_and_source() {
-        let h = headers("invalid_json", "record is not valid JSON", "omniroute.events", 3, 42);
+        let h = headers(
+            "invalid_json",
+            "record is not valid JSON",
+            "omniroute.events",
+            3,
+            42,
+        );
         let got: Vec<(String, String)> = h
             .iter()
             .map(|h| {

@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
-use rdkafka::error::KafkaError;
 
 use super::Error;
 use crate::metrics;
@@ -68,10 +70,12 @@ impl Tracker {
     }
 
     pub fn failure(&self) -> Option<Error> {
-        self.failed.as_ref().map(|(topic, message)| Error::Delivery {
-            topic: topic.clone(),
-            message: message.clone(),
-        })
+        self.failed
+            .as_ref()
+            .map(|(topic, message)| Error::Delivery {
+                topic: topic.clone(),
+                message: message.clone(),
+            })
     }
 
     /// Offsets that became safe to store since the last call: for each partition, the highest
@@ -105,7 +109,8 @@ impl Tracker {
     /// Forget a partition (revoked): its pending records will be consumed again by the next
     /// owner.
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.parts.retain(|(t, p), _| !(&**t == topic && *p == partition));
+        self.parts
+            .retain(|(t, p), _| !(&**t == topic && *p == partition));
     }
 
     /// Outstanding deliveries over all partitions.
