@@ -143,6 +143,7 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
 
     let mut w = Workload::new(a.shape.shape(&run), a.shape.seed);
     let mut events = w.agents(now_ms());
+    let startup = w.mix.total();
     for e in events.drain(..) {
         send(&producer, &input, &e, None).await?;
     }
@@ -254,15 +255,16 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
     let rq = Quantiles::of(&received);
     let oq = Quantiles::of(&to_offer);
     let mix = w.mix;
-    let in_rate = mix.total() as f64 / secs;
+    // The agents' start-up records went out before the clock started.
+    let in_rate = (mix.total() - startup) as f64 / secs;
     println!(
         "live run {run}: {:.0} contacts/s offered for {:?} ({} tenants x {} agents)",
         a.rate, a.duration, a.shape.tenants, a.shape.agents_per_tenant
     );
     println!(
-        "  input: {} records in {:.1} s = {:.0} records/s (created {}, accepted {}, rejected {}, completed {}, wrap-ups {}, abandoned {}, agent states {}, profiles {})",
-        mix.total(), secs, in_rate, mix.created, mix.accepted, mix.rejected, mix.completed,
-        mix.wrapups, mix.abandoned, mix.states, mix.profiles
+        "  input: {} records in {:.1} s = {:.0} records/s (created {}, accepted {}, rejected {}, completed {}, wrap-ups {}, abandoned {}, agent states {}; before: {} profiles)",
+        mix.total() - startup, secs, in_rate, mix.created, mix.accepted, mix.rejected, mix.completed,
+        mix.wrapups, mix.abandoned, mix.states - mix.profiles, mix.profiles
     );
     println!("  output: {offers} offers, {withdrawn} withdrawn, {away} agents set away");
     println!(

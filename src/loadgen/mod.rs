@@ -68,6 +68,16 @@ pub enum LoadgenCommand {
     Memory(MemoryArgs),
     /// Draw latency vs. offered load (SVG) from the CSV written by `live --csv`.
     Plot(plot::PlotArgs),
+    /// Create the config's topics (input, assignments, SLA, dead letters) if missing.
+    Topics(TopicsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopicsArgs {
+    #[arg(long, short)]
+    pub config: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +139,19 @@ pub async fn run(args: LoadgenArgs) -> Result<(), BenchError> {
         LoadgenCommand::Live(a) => live::run(a).await,
         LoadgenCommand::Compare(a) => compare::run(a).await,
         LoadgenCommand::Plot(a) => plot::run(&a),
+        LoadgenCommand::Topics(a) => {
+            let config = Config::load(&a.config)?;
+            let k = &config.kafka;
+            let mut topics: Vec<&str> = k.input_topics.iter().map(String::as_str).collect();
+            topics.extend([
+                k.assignments_topic.as_str(),
+                k.sla_topic.as_str(),
+                k.dlq_topic.as_str(),
+            ]);
+            ensure_topics(&config, &topics, a.partitions).await?;
+            println!("topics ready: {topics:?}");
+            Ok(())
+        }
         LoadgenCommand::Memory(a) => {
             let agents = crate::memprobe::agents(a.agents);
             println!(
