@@ -40,7 +40,10 @@ pub enum DaemonError {
 pub struct Status {
     /// Partitions assigned and their state built.
     pub ready: bool,
+    /// Input partitions owned (counted over all input topics).
     pub partitions: usize,
+    /// Their partition numbers.
+    pub partition_ids: Vec<i32>,
     /// Last time the loop went round; a stale heartbeat means a stuck loop.
     pub heartbeat: Instant,
     pub consumed: u64,
@@ -60,6 +63,7 @@ impl Status {
         Status {
             ready: false,
             partitions: 0,
+            partition_ids: Vec::new(),
             heartbeat: Instant::now(),
             consumed: 0,
             routed: 0,
@@ -152,6 +156,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         tracker,
         parts: BTreeMap::new(),
         owned: BTreeSet::new(),
+        revoked: BTreeMap::new(),
         topic_names: HashMap::new(),
         out: Vec::new(),
         status: control.status,
@@ -191,6 +196,10 @@ struct Daemon {
     parts: BTreeMap<i32, Partition>,
     /// (topic, partition) pairs currently owned.
     owned: BTreeSet<(String, i32)>,
+    /// Partitions revoked by the last rebalance, kept until the next assignment: an eager
+    /// rebalance revokes everything and then hands most of it straight back, and nobody else
+    /// can have consumed in between, so their state is still exact.
+    revoked: BTreeMap<i32, Partition>,
     /// Interned topic names for delivery tracking.
     topic_names: HashMap<String, Arc<str>>,
     /// Reused output buffer.
@@ -247,7 +256,9 @@ impl Daemon {
                 .min()
                 .map_or(tick_interval, |d| {
                     Duration::from_millis(d.saturating_sub(now)).min(tick_interval)
-                });
+                })
+                // At least 1 ms, so that buffered records are served between timer rounds.
+                .max(Duration::from_millis(1));
             let timer = tokio::time::sleep(wait);
 
             tokio::select! {
@@ -271,6 +282,8 @@ impl Daemon {
                             return Err(e.into());
                         }
                         tracing::warn!(error = %e, "consumer error; retrying");
+                        // librdkafka recovers by itself; do not spin on a burst of reports.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
             }
@@ -282,34 +295,51 @@ impl Daemon {
         for change in consumer.context().take_changes() {
             match change {
                 Change::Assigned(list) => {
+                    let mut kept = std::mem::take(&mut self.revoked);
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
-                        self.parts.entry(p).or_insert_with(|| {
+                        if self.parts.contains_key(&p) {
+                            continue;
+                        }
+                        // The "assigned → build state" step; state comes back only when this
+                        // instance owned the partition right up to this assignment.
+                        let part = kept.remove(&p).unwrap_or_else(|| {
                             Partition::build(
                                 p,
                                 self.policy.clone(),
                                 self.config.daemon.max_record_bytes,
                             )
                         });
+                        self.parts.insert(p, part);
                     }
+                    // Partitions that went elsewhere: their state goes with them.
+                    drop(kept);
                     let n = self.owned.len();
+                    let ids: Vec<i32> = self.parts.keys().copied().collect();
                     metrics::partitions_assigned(n);
                     self.publish_status(|s| {
                         s.ready = true;
                         s.partitions = n;
+                        s.partition_ids = ids;
                     });
                 }
                 Change::Revoked(list) => {
                     for (topic, p) in list {
                         self.owned.remove(&(topic, p));
                         if !self.owned.iter().any(|(_, q)| *q == p) {
-                            // Drain happened in the callback; the state goes with the partition.
-                            self.parts.remove(&p);
+                            // Drained in the callback; kept aside until the next assignment.
+                            if let Some(part) = self.parts.remove(&p) {
+                                self.revoked.insert(p, part);
+                            }
                         }
                     }
                     let n = self.owned.len();
+                    let ids: Vec<i32> = self.parts.keys().copied().collect();
                     metrics::partitions_assigned(n);
-                    self.publish_status(|s| s.partitions = n);
+                    self.publish_status(|s| {
+                        s.partitions = n;
+                        s.partition_ids = ids;
+                    });
                 }
             }
         }
@@ -424,7 +454,7 @@ impl Daemon {
         match Config::load(&r.path) {
             Ok(c) => {
                 let policy = Arc::new(c.routing);
-                for p in self.parts.values_mut() {
+                for p in self.parts.values_mut().chain(self.revoked.values_mut()) {
                     p.set_policy(policy.clone());
                 }
                 self.policy = policy.clone();
@@ -480,6 +510,7 @@ impl Daemon {
             let mut records = Vec::new();
             for p in self.parts.values_mut() {
                 for s in p.sla_snapshots(now) {
+                    metrics::sla_snapshot(&s);
                     records.push((s.tenant.clone(), serde_json::to_vec(&s)?));
                 }
             }
@@ -609,5 +640,45 @@ pub async fn supervise(
                 last = (Instant::now(), s.consumed, s.produced);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn supervise_mirrors_readiness_to_the_health_endpoint() {
+        let (tx, rx) = watch::channel(Status::new(Arc::new(Policy::default())));
+        let health = Arc::new(crate::http::Health::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(
+            rx,
+            health.clone(),
+            crate::systemd::Notifier::inactive(),
+            Duration::from_secs(5),
+            stop.clone(),
+        ));
+        let wait_until = |want: bool| {
+            let health = health.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    while health.is_ready() != want {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .is_ok()
+            }
+        };
+        assert!(!health.is_ready());
+        tx.send_modify(|s| s.ready = true);
+        assert!(wait_until(true).await, "ready not mirrored");
+        tx.send_modify(|s| s.ready = false);
+        assert!(wait_until(false).await, "not-ready not mirrored");
+        stop.cancel();
+        assert!(tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_ok());
     }
 }

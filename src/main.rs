@@ -115,6 +115,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let stop_deadline = config.daemon.shutdown_timeout + Duration::from_secs(5);
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -143,6 +144,12 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 notifier.stopping();
                 health.set_ready(false);
                 shutdown.cancel();
+                // The graceful stop is bounded even if Kafka hangs.
+                tokio::spawn(async move {
+                    tokio::time::sleep(stop_deadline).await;
+                    tracing::error!(deadline = ?stop_deadline, "graceful stop overran its deadline: exiting");
+                    std::process::exit(1);
+                });
             }
         }
     };

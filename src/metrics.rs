@@ -19,6 +19,24 @@ pub const ENGINE_CONTACTS_WAITING: &str = "omniroute_engine_contacts_waiting";
 pub const PRODUCER_QUEUE_DEPTH: &str = "omniroute_producer_queue_depth";
 pub const CONFIG_RELOADS: &str = "omniroute_config_reloads_total";
 pub const PRODUCE_ERRORS: &str = "omniroute_produce_errors_total";
+pub const SLA_SERVICE_LEVEL: &str = "omniroute_sla_service_level";
+pub const SLA_SERVICE_LEVEL_TARGET: &str = "omniroute_sla_service_level_target";
+pub const SLA_QUEUE_DEPTH: &str = "omniroute_sla_queue_depth";
+pub const SLA_LONGEST_WAIT: &str = "omniroute_sla_longest_wait_seconds";
+pub const SLA_ASA: &str = "omniroute_sla_asa_seconds";
+pub const SLA_ABANDONMENT: &str = "omniroute_sla_abandonment_ratio";
+pub const SLA_OCCUPANCY: &str = "omniroute_sla_occupancy_ratio";
+pub const SLA_OFFERED: &str = "omniroute_sla_contacts_offered_total";
+pub const SLA_ANSWERED: &str = "omniroute_sla_contacts_answered_total";
+pub const SLA_ANSWERED_WITHIN: &str = "omniroute_sla_contacts_answered_within_total";
+pub const SLA_ABANDONED: &str = "omniroute_sla_contacts_abandoned_total";
+pub const SLA_WAIT: &str = "omniroute_sla_wait_seconds";
+
+/// Buckets of the answered-wait histogram: voice seconds up to email days.
+const SLA_WAIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    28800.0, 86400.0, 172800.0,
+];
 
 /// Registers descriptions; harmless to call more than once.
 pub fn describe() {
@@ -64,6 +82,74 @@ pub fn describe() {
         PRODUCE_ERRORS,
         "Records the producer failed to deliver, by topic."
     );
+    describe_gauge!(
+        SLA_SERVICE_LEVEL,
+        "Service level over the rolling window (0-1), per the queue's formula."
+    );
+    describe_gauge!(
+        SLA_SERVICE_LEVEL_TARGET,
+        "The queue's service-level target (0-1)."
+    );
+    describe_gauge!(SLA_QUEUE_DEPTH, "Contacts waiting now.");
+    describe_gauge!(SLA_LONGEST_WAIT, "Wait of the oldest waiting contact.");
+    describe_gauge!(SLA_ASA, "Average speed of answer over the rolling window.");
+    describe_gauge!(
+        SLA_ABANDONMENT,
+        "Abandoned / (answered + abandoned) over the window."
+    );
+    describe_gauge!(
+        SLA_OCCUPANCY,
+        "Busy time / logged-in time over the window, per tenant."
+    );
+    describe_counter!(SLA_OFFERED, "Contacts that entered the queue.");
+    describe_counter!(SLA_ANSWERED, "Contacts answered (offer accepted).");
+    describe_counter!(
+        SLA_ANSWERED_WITHIN,
+        "Contacts answered within the threshold."
+    );
+    describe_counter!(SLA_ABANDONED, "Contacts abandoned while waiting.");
+    describe_histogram!(
+        SLA_WAIT,
+        metrics::Unit::Seconds,
+        "Wait from arrival to answer of answered contacts."
+    );
+}
+
+/// Exports one SLA snapshot (taken every `daemon.sla_snapshot_interval`) as gauges, and its
+/// since-start counts as counters.
+pub(crate) fn sla_snapshot(s: &crate::engine::SlaSnapshot) {
+    let labels = [
+        ("tenant", s.tenant.clone()),
+        ("queue", s.queue.clone()),
+        ("channel", s.channel.clone()),
+    ];
+    if let Some(v) = s.window.service_level {
+        gauge!(SLA_SERVICE_LEVEL, &labels).set(v);
+    }
+    gauge!(SLA_SERVICE_LEVEL_TARGET, &labels).set(s.service_level_target);
+    gauge!(SLA_QUEUE_DEPTH, &labels).set(s.queue_depth as f64);
+    gauge!(SLA_LONGEST_WAIT, &labels).set(s.longest_wait_seconds);
+    if let Some(v) = s.window.asa_seconds {
+        gauge!(SLA_ASA, &labels).set(v);
+    }
+    if let Some(v) = s.window.abandonment_rate {
+        gauge!(SLA_ABANDONMENT, &labels).set(v);
+    }
+    if let Some(v) = s.occupancy {
+        gauge!(SLA_OCCUPANCY, "tenant" => s.tenant.clone()).set(v);
+    }
+    let total = &s.since_start;
+    counter!(SLA_OFFERED, &labels).absolute(total.offered);
+    counter!(SLA_ANSWERED, &labels).absolute(total.answered);
+    counter!(SLA_ANSWERED_WITHIN, &labels).absolute(total.answered_within);
+    counter!(SLA_ABANDONED, &labels).absolute(total.abandoned);
+}
+
+/// One answered contact's wait.
+pub(crate) fn answered_wait(tenant: &str, queue: &str, channel: &str, seconds: f64) {
+    histogram!(SLA_WAIT, "tenant" => tenant.to_string(), "queue" => queue.to_string(),
+        "channel" => channel.to_string())
+    .record(seconds);
 }
 
 pub(crate) fn record_consumed(topic: &str) {
@@ -133,7 +219,62 @@ pub fn install_prometheus(
                 0.002_5, 0.005, 0.01,
             ],
         )?
+        .set_buckets_for_metric(Matcher::Full(SLA_WAIT.to_string()), SLA_WAIT_BUCKETS)?
         .install_recorder()?;
     describe();
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{SlaFigures, SlaSnapshot};
+
+    #[test]
+    fn sla_snapshots_become_labelled_gauges_and_counters() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let snap = SlaSnapshot {
+            tenant: "shop-mx".into(),
+            queue: "sales".into(),
+            channel: "chat".into(),
+            at: 1,
+            window_start: 0,
+            window_end: 1,
+            window: SlaFigures {
+                service_level: Some(0.75),
+                ..SlaFigures::default()
+            },
+            since_start: SlaFigures {
+                offered: 12,
+                answered: 9,
+                ..SlaFigures::default()
+            },
+            service_level_threshold_seconds: 30.0,
+            service_level_target: 0.8,
+            queue_depth: 3,
+            longest_wait_seconds: 41.5,
+            agents_logged_in: 4,
+            agents_available: 1,
+            agents_busy: 3,
+            occupancy: Some(0.6),
+        };
+        metrics::with_local_recorder(&recorder, || sla_snapshot(&snap));
+        let text = handle.render();
+        let l = r#"{tenant="shop-mx",queue="sales",channel="chat"}"#;
+        for line in [
+            format!("omniroute_sla_service_level{l} 0.75"),
+            format!("omniroute_sla_queue_depth{l} 3"),
+            format!("omniroute_sla_longest_wait_seconds{l} 41.5"),
+            format!("omniroute_sla_contacts_offered_total{l} 12"),
+            format!("omniroute_sla_contacts_answered_total{l} 9"),
+            r#"omniroute_sla_occupancy_ratio{tenant="shop-mx"} 0.6"#.to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(
+            !text.contains("omniroute_sla_asa_seconds{"),
+            "no ASA before any answer"
+        );
+    }
 }

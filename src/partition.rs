@@ -29,6 +29,16 @@ pub struct Partition {
     policy: Arc<Policy>,
     engines: HashMap<String, Engine>,
     max_record_bytes: usize,
+    /// Offers not yet accepted or withdrawn, for the answered-wait histogram: (tenant,
+    /// assignment id) → what the offer said. Bounded by the engines' open offers.
+    open_offers: HashMap<(String, String), OpenOffer>,
+}
+
+struct OpenOffer {
+    queue: String,
+    channel: String,
+    offered_at: Millis,
+    wait_ms: u64,
 }
 
 impl Partition {
@@ -40,6 +50,7 @@ impl Partition {
             policy,
             engines: HashMap::new(),
             max_record_bytes,
+            open_offers: HashMap::new(),
         }
     }
 
@@ -63,11 +74,25 @@ impl Partition {
             .entry(event.tenant.clone())
             .or_insert_with(|| Engine::new(event.tenant.clone(), self.policy.clone()));
         let started = Instant::now();
+        let first = out.len();
         let result = engine.handle(now, &event, out);
         let event_type = event.body.type_name();
         match result {
             Ok(()) => {
                 metrics::routed(event_type, started.elapsed().as_secs_f64());
+                if let event::Body::OfferAccepted(a) = &event.body {
+                    let key = (event.tenant.clone(), a.assignment_id.clone());
+                    if let Some(o) = self.open_offers.remove(&key) {
+                        let waited = o.wait_ms + now.saturating_sub(o.offered_at);
+                        metrics::answered_wait(
+                            &event.tenant,
+                            &o.queue,
+                            &o.channel,
+                            waited as f64 / 1000.0,
+                        );
+                    }
+                }
+                self.track(&out[first..]);
                 Outcome::Routed { event_type }
             }
             Err(ignored) => {
@@ -88,9 +113,35 @@ impl Partition {
 
     /// Fires every engine's timers due at `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let first = out.len();
         for e in self.engines.values_mut() {
             if e.next_deadline().is_some_and(|d| d <= now) {
                 e.tick(now, out);
+            }
+        }
+        self.track(&out[first..]);
+    }
+
+    /// Follows offers until they are accepted or withdrawn.
+    fn track(&mut self, outputs: &[Output]) {
+        for o in outputs {
+            match o {
+                Output::Offer(x) => {
+                    self.open_offers.insert(
+                        (x.tenant.clone(), x.assignment_id.clone()),
+                        OpenOffer {
+                            queue: x.queue.clone(),
+                            channel: x.channel.clone(),
+                            offered_at: x.offered_at,
+                            wait_ms: x.wait_ms,
+                        },
+                    );
+                }
+                Output::OfferWithdrawn(x) => {
+                    self.open_offers
+                        .remove(&(x.tenant.clone(), x.assignment_id.clone()));
+                }
+                Output::AgentAway(_) => {}
             }
         }
     }
@@ -181,5 +232,35 @@ mod tests {
             assert!(!matches!(o, Outcome::DeadLetter(_)), "{o:?}");
         }
         assert_eq!(p.tenants(), 2);
+    }
+
+    #[test]
+    fn offers_are_followed_until_accepted() {
+        let mut p = Partition::build(0, Arc::new(Policy::default()), 4096);
+        let mut out = Vec::new();
+        for e in [
+            r#"{"type":"agent.profile","id":"1","tenant":"t","ts":1000,"agent_id":"a","languages":["es"]}"#,
+            r#"{"type":"agent.state","id":"2","tenant":"t","ts":1000,"agent_id":"a","state":"available"}"#,
+            r#"{"type":"contact.created","id":"3","tenant":"t","ts":1000,"contact_id":"c","channel":"chat","customer_id":"k","language":"es-MX"}"#,
+        ] {
+            assert!(matches!(
+                p.process(1000, Some(e.as_bytes()), &mut out),
+                Outcome::Routed { .. }
+            ));
+        }
+        let Some(Output::Offer(offer)) = out.first() else {
+            panic!("expected an offer, got {out:?}")
+        };
+        assert_eq!(p.open_offers.len(), 1);
+        let accept = format!(
+            r#"{{"type":"offer.accepted","id":"4","tenant":"t","ts":3000,"assignment_id":"{}","agent_id":"a","contact_id":"c"}}"#,
+            offer.assignment_id
+        );
+        out.clear();
+        assert!(matches!(
+            p.process(3000, Some(accept.as_bytes()), &mut out),
+            Outcome::Routed { .. }
+        ));
+        assert!(p.open_offers.is_empty());
     }
 }

@@ -13,6 +13,7 @@
 //! - `sla_snapshot(now)` returns per-queue/channel SLA figures; `stats()` gives sizes.
 
 mod agents;
+mod audit;
 mod contacts;
 mod lifecycle;
 pub mod policy;

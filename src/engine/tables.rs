@@ -87,6 +87,10 @@ impl Languages {
         self.tags.name(id)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.tags.len()
+    }
+
     /// How an agent's tag serves a wanted tag: `Some(false)` exact, `Some(true)` by fallback
     /// (the agent speaks the bare language of a regional tag, or a regional variant of a bare
     /// one), `None` not at all. Two different regions (`es-AR` for `es-MX`) do not match.

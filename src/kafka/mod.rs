@@ -41,29 +41,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// Errors after which the daemon must stop: continuing could lose or reorder effects.
+    /// Errors after which the daemon must stop: continuing could lose or reorder effects, or
+    /// cannot succeed (credentials, authorisation). Other consumer errors are reports of
+    /// conditions librdkafka recovers from by itself (broker restarts, leader moves).
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Error::Consume(e) if is_transient(e))
+        match self {
+            Error::Consume(e) => is_fatal_consumer_error(e),
+            _ => true,
+        }
     }
 }
 
-/// Consumer errors librdkafka recovers from by itself (broker restarts, leader moves).
-fn is_transient(e: &KafkaError) -> bool {
+fn is_fatal_consumer_error(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
         Some(
-            C::BrokerTransportFailure
-                | C::AllBrokersDown
-                | C::OperationTimedOut
-                | C::RequestTimedOut
-                | C::NotCoordinator
-                | C::CoordinatorNotAvailable
-                | C::CoordinatorLoadInProgress
-                | C::LeaderNotAvailable
-                | C::NotLeaderForPartition
-                | C::UnknownTopicOrPartition
-                | C::NetworkException
+            C::Fatal
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidConfig
         )
     )
 }

@@ -1,0 +1,154 @@
+//! Consistency check of the whole engine state, recomputed from scratch. Slow (it tries every
+//! waiting contact against every agent); for tests and debugging, never on the hot path.
+
+use std::collections::BTreeMap;
+
+use super::contacts::{line_key, Phase};
+use super::tables::FULL_LOAD;
+use super::Engine;
+use crate::event::AgentState;
+
+impl Engine {
+    /// Checks the invariants the engine relies on and promises; the first broken one is
+    /// returned as a message. Holds after every `handle` and `tick`:
+    /// - every agent's held slots and load equal what its offers, contacts in service and
+    ///   wrap-ups add up to; load ≤ one agent; voice (exclusive) alone; per-channel maximum;
+    /// - the pools hold exactly the available agents with room, under their current keys;
+    /// - waiting lines hold exactly the waiting contacts; counters match;
+    /// - no starvation: no waiting contact has an agent that is eligible for it right now.
+    #[doc(hidden)]
+    pub fn audit(&self) -> Result<(), String> {
+        let mut held: Vec<BTreeMap<u32, (u16, u32, u16)>> =
+            vec![BTreeMap::new(); self.agents.len()];
+        let mut pending: Vec<Vec<u32>> = vec![Vec::new(); self.agents.len()];
+        let (mut waiting, mut offered, mut serving) = (0, 0, 0);
+        for (slot, c) in self.contacts.iter() {
+            if self.contact_ids.get(&c.id) != Some(&slot) {
+                return Err(format!("contact {} not indexed by id", c.id));
+            }
+            let excl = u16::from(self.channels[c.channel as usize].exclusive);
+            let (agent, units) = match c.phase {
+                Phase::Waiting(None) => return Err(format!("contact {} outside any line", c.id)),
+                Phase::Waiting(Some(k)) => {
+                    waiting += 1;
+                    let in_line = self
+                        .lines
+                        .get(&line_key(c.queue, c.channel))
+                        .is_some_and(|l| l.contains(&k));
+                    if !in_line || k.slot != slot {
+                        return Err(format!("contact {} missing from its line", c.id));
+                    }
+                    continue;
+                }
+                Phase::Offered { agent, units, .. } => {
+                    offered += 1;
+                    pending[agent as usize].push(slot);
+                    (agent, units)
+                }
+                Phase::InService { agent, units, .. } => {
+                    serving += 1;
+                    (agent, units)
+                }
+            };
+            let e = held[agent as usize].entry(c.channel).or_default();
+            *e = (e.0 + 1, e.1 + units, e.2 + excl);
+        }
+        for (ai, a) in self.agents.iter().enumerate() {
+            for w in &a.wrapups {
+                let excl = u16::from(self.channels[w.channel as usize].exclusive);
+                let e = held[ai].entry(w.channel).or_default();
+                *e = (e.0 + 1, e.1 + w.units, e.2 + excl);
+            }
+            let name = self.agent_ids.name(ai as u32);
+            let load: u32 = held[ai].values().map(|h| h.1).sum();
+            let exclusive: u16 = held[ai].values().map(|h| h.2).sum();
+            let count: u16 = held[ai].values().map(|h| h.0).sum();
+            if load != a.load || exclusive != a.exclusive {
+                return Err(format!("agent {name}: load {} but holds {load}", a.load));
+            }
+            if load > FULL_LOAD {
+                return Err(format!("agent {name} over full load: {load}"));
+            }
+            if exclusive > 0 && count > 1 {
+                return Err(format!("agent {name} holds voice and other work"));
+            }
+            for (c, info) in self.channels.iter().enumerate() {
+                let h = held[ai].get(&(c as u32)).map_or(0, |h| h.0);
+                if h != a.held_on(c as u32) {
+                    return Err(format!("agent {name}: held count off on channel {c}"));
+                }
+                if h > a.capacity_on(c as u32) && info.present {
+                    return Err(format!("agent {name} over capacity on channel {c}"));
+                }
+            }
+            let mut p = a.pending.clone();
+            p.sort_unstable();
+            if p != pending[ai] {
+                return Err(format!("agent {name}: pending offers out of step"));
+            }
+            for &(c, l) in &a.filed {
+                let pool = self.pools.get(c, l).ok_or("missing pool")?;
+                if !pool.by_idle.contains(&a.idle_key(ai as u32))
+                    || !pool.by_load.contains(&a.load_key(ai as u32))
+                {
+                    return Err(format!("agent {name} missing from pool ({c}, {l})"));
+                }
+                if a.state != AgentState::Available || !a.can_take(c, &self.channels[c as usize]) {
+                    return Err(format!("agent {name} filed but cannot take channel {c}"));
+                }
+            }
+        }
+        let filed: usize = self.agents.iter().map(|a| a.filed.len()).sum();
+        let pooled: usize = (0..self.channels.len() as u32)
+            .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
+            .filter_map(|(c, l)| self.pools.get(c, l))
+            .map(|p| {
+                if p.by_idle.len() == p.by_load.len() {
+                    p.by_idle.len()
+                } else {
+                    usize::MAX / 2
+                }
+            })
+            .sum();
+        if filed != pooled {
+            return Err(format!("pools hold {pooled} entries, agents filed {filed}"));
+        }
+        let lined: usize = self.lines.values().map(|l| l.len()).sum();
+        let available = self
+            .agents
+            .iter()
+            .filter(|a| a.state == AgentState::Available)
+            .count();
+        let c = self.counts;
+        if (lined, waiting, offered, serving, available)
+            != (
+                c.waiting,
+                c.waiting,
+                c.offers_open,
+                c.in_service,
+                c.available,
+            )
+        {
+            return Err(format!(
+                "counters off: lines {lined}, waiting {waiting}/{}, offered {offered}/{}, in service {serving}/{}, available {available}/{}",
+                c.waiting, c.offers_open, c.in_service, c.available
+            ));
+        }
+        for (_, c) in self.contacts.iter() {
+            if !matches!(c.phase, Phase::Waiting(_)) {
+                continue;
+            }
+            let r = self.relax(c);
+            for ai in 0..self.agents.len() as u32 {
+                if self.eligible(ai, c, &r).is_some() {
+                    return Err(format!(
+                        "starvation: contact {} waits while agent {} could take it",
+                        c.id,
+                        self.agent_ids.name(ai)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
