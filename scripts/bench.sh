@@ -92,7 +92,7 @@ done
 for frac in 0.1 0.25 0.5 0.75 1.0; do
   rate=$(awk -v r="$OMNI_RATE" -v f="$frac" -v k="$RECORDS_PER_CONTACT" 'BEGIN {printf "%d", r * f / k}')
   echo "-- ${frac} of max: $rate contacts/s"
-  timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate "$rate" \
+  timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate "$rate" --tenants 200 \
     --duration "${SECONDS_PER_STEP}s" --csv "$OUT/latency.csv" | tee "$OUT/live-$frac.txt"
 done
 kill "$DAEMON" 2>/dev/null || true
