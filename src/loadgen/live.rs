@@ -165,12 +165,15 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
     let mut withdrawn = 0u64;
     let mut away = 0u64;
     let mut inbox: Vec<Received> = Vec::new();
+    let mut first_offers_creating = 0u64;
     loop {
         let elapsed = start.elapsed();
         let creating = elapsed < a.duration;
         let now = now_ms();
         if creating {
-            let target = (a.rate * elapsed.as_secs_f64()) as u64;
+            // Bounded per round so that a flood (`--rate` far above capacity) still reads offers.
+            let target =
+                ((a.rate * elapsed.as_secs_f64()) as u64).min(w.contacts_created() + 2_000);
             while w.contacts_created() < target {
                 // `events` is empty here: the contact is pushed first, an agent break may follow.
                 let seq = w.contact(now, &mut events);
@@ -206,6 +209,9 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
                         continue;
                     };
                     if r.record.attempt.unwrap_or(1) == 1 {
+                        if creating {
+                            first_offers_creating += 1;
+                        }
                         if let Some(t0) = w.contact_seq(cid).and_then(|s| produced_at.remove(&s)) {
                             let _ = received.record(r.received_us.saturating_sub(t0).max(1));
                             if let Some(ct) = r.create_time_ms.and_then(|c| u64::try_from(c).ok()) {
@@ -267,6 +273,12 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
         mix.wrapups, mix.abandoned, mix.states - mix.profiles, mix.profiles
     );
     println!("  output: {offers} offers, {withdrawn} withdrawn, {away} agents set away");
+    // First offers per second while contacts were being created: the routed rate the whole
+    // setup sustains; under a flood, its capacity.
+    println!(
+        "  routed: {:.0} contacts/s (first offers received while creating)",
+        first_offers_creating as f64 / a.duration.as_secs_f64().max(1e-3)
+    );
     println!(
         "  measured contacts: {measured_created}; without a first offer by the end: {}",
         produced_at.len()
