@@ -106,17 +106,16 @@ timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate 1000000 --tenants 200
 stop_daemon
 LIVE_MAX=$(awk '/routed:/ {print $2; exit}' "$OUT/live-flood.txt")
 echo "live capacity: $LIVE_MAX contacts/s"
-# 2b. Steps at fractions of that capacity; 0.5 is the half-load headline.
-step=0
+# 2b. Steps at fractions of that capacity on one warm daemon, lightest first; 0.5 is the
+# half-load headline.
+start_daemon steps
 for frac in 0.1 0.25 0.5 0.75 1.0; do
-  step=$((step + 1))
-  start_daemon "$step"
   rate=$(awk -v r="$LIVE_MAX" -v f="$frac" 'BEGIN {printf "%d", r * f}')
   echo "-- ${frac} of capacity: $rate contacts/s"
   timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate "$rate" --tenants 200 \
     --duration "${SECONDS_PER_STEP}s" --csv "$OUT/latency.csv" | tee "$OUT/live-$frac.txt"
-  stop_daemon
 done
+stop_daemon
 
 echo "== 3. memory (engine only)"
 timeout 300 "$BIN" loadgen memory --agents 100000 --contacts 1000000 | tee "$OUT/memory.txt"
