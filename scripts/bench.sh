@@ -5,7 +5,7 @@
 #
 # Steps: (1) throughput: one pre-recorded workload, read by the pass-through baseline and by the
 # daemon in the same run → ratio; (2) latency of a live workload against the daemon process at
-# 10–100 % of the live capacity found by a flood (the half-load row is the headline) → CSV and SVG plot;
+# 10–100 % of the daemon's measured maximum (the half-load row is the headline) → CSV and SVG plot;
 # (3) memory per agent and per waiting contact (engine only). Bounded: every step has a timeout,
 # the whole run takes a few minutes; the broker and the daemon are stopped on exit.
 #
@@ -40,16 +40,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+TANSU=""
+start_tansu() {
+  tansu broker \
+    --listener-url "tcp://127.0.0.1:$PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+    --storage-engine "memory://tansu/" >>"$OUT/tansu.log" 2>&1 &
+  TANSU=$!
+  PIDS+=($TANSU)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+}
+stop_tansu() {
+  kill "$TANSU" 2>/dev/null || true
+  wait "$TANSU" 2>/dev/null || true
+}
 echo "== starting Tansu on 127.0.0.1:$PORT (memory storage)"
-tansu broker \
-  --listener-url "tcp://127.0.0.1:$PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-  --storage-engine "memory://tansu/" >"$OUT/tansu.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  sleep 0.1
-done
+start_tansu
 
 cat >"$OUT/bench.toml" <<EOF
 # Written by scripts/bench.sh: omniroute's defaults, a private broker and metrics port.
@@ -81,8 +90,6 @@ OMNI_RATE=$(awk '/omniroute:/ {print $2; exit}' "$OUT/compare.txt")
 RATIO=$(awk '/ratio/ {print $NF; exit}' "$OUT/compare.txt")
 
 echo "== 2. latency: live workload against the daemon process"
-# Each daemon gets its own group starting at the end of the input, so that the backlog a flood
-# leaves behind is not measured by the next step.
 DAEMON=""
 start_daemon() {
   sed "s/^group_id = .*/group_id = \"omniroute-live-$1\"/" "$OUT/bench.toml" >"$OUT/live-$1.toml"
@@ -98,24 +105,21 @@ stop_daemon() {
   kill "$DAEMON" 2>/dev/null || true
   wait "$DAEMON" 2>/dev/null || true
 }
-# 2a. Flood: contacts as fast as the generator can make them; the routed rate is the capacity
-# of the whole setup on this machine (broker, daemon and generator share its cores).
-start_daemon flood
-timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate 1000000 --tenants 200 \
-  --duration 6s --drain 1s | tee "$OUT/live-flood.txt"
-stop_daemon
-LIVE_MAX=$(awk '/routed:/ {print $2; exit}' "$OUT/live-flood.txt")
-echo "live capacity: $LIVE_MAX contacts/s"
-# 2b. Steps at fractions of that capacity on one warm daemon, lightest first; 0.5 is the
-# half-load headline.
-start_daemon steps
+# Max load is the daemon's throughput from step 1; a contact brings about four input records
+# (created, answer, completed, wrap-up done). Each step runs on a fresh broker and daemon, so
+# that one step's records do not slow the next (Tansu's memory storage grows with them).
+stop_tansu
 for frac in 0.1 0.25 0.5 0.75 1.0; do
-  rate=$(awk -v r="$LIVE_MAX" -v f="$frac" 'BEGIN {printf "%d", r * f}')
-  echo "-- ${frac} of capacity: $rate contacts/s"
+  rate=$(awk -v r="$OMNI_RATE" -v f="$frac" 'BEGIN {printf "%d", r * f / 4}')
+  echo "-- ${frac} of max load: $rate contacts/s"
+  start_tansu
+  "$BIN" loadgen topics -c "$OUT/bench.toml" --partitions 4 >/dev/null
+  start_daemon "$frac"
   timeout 90 "$BIN" loadgen live -c "$OUT/bench.toml" --rate "$rate" --tenants 200 \
     --duration "${SECONDS_PER_STEP}s" --csv "$OUT/latency.csv" | tee "$OUT/live-$frac.txt"
+  stop_daemon
+  stop_tansu
 done
-stop_daemon
 
 echo "== 3. memory (engine only)"
 timeout 300 "$BIN" loadgen memory --agents 100000 --contacts 1000000 | tee "$OUT/memory.txt"
@@ -131,7 +135,6 @@ echo "== results ($OUT)"
 printf '%-44s %s\n' "pass-through (records/s)" "$PASS_RATE"
 printf '%-44s %s\n' "omniroute (records/s)" "$OMNI_RATE"
 printf '%-44s %s   (target >= 0.9)\n' "ratio omniroute / pass-through" "$RATIO"
-printf '%-44s %s\n' "live capacity (contacts/s routed under flood)" "$LIVE_MAX"
 printf '%-44s %s\n' "half load: input records/s" "$(echo "$HALF" | cut -d, -f2)"
 printf '%-44s %s / %s / %s\n' "half load: p50 / p99 / max latency (ms)" \
   "$(echo "$HALF" | cut -d, -f4)" "$(echo "$HALF" | cut -d, -f6)" "$(echo "$HALF" | cut -d, -f7)"
