@@ -4,7 +4,7 @@
 //! owns the partition: built when it is assigned, dropped when it is revoked. Kafka I/O stays in
 //! the daemon; this module turns one record into the records to produce.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +32,10 @@ pub struct Partition {
     /// Offers not yet accepted or withdrawn, for the answered-wait histogram: (tenant,
     /// assignment id) → what the offer said. Bounded by the engines' open offers.
     open_offers: HashMap<(String, String), OpenOffer>,
+    /// Every engine's next timer, ordered by time, so the daemon's clock finds due engines and
+    /// the next wake-up without scanning all tenants. `deadlines` is the same, by tenant.
+    timers: BTreeSet<(Millis, String)>,
+    deadlines: HashMap<String, Millis>,
 }
 
 struct OpenOffer {
@@ -51,6 +55,8 @@ impl Partition {
             engines: HashMap::new(),
             max_record_bytes,
             open_offers: HashMap::new(),
+            timers: BTreeSet::new(),
+            deadlines: HashMap::new(),
         }
     }
 
@@ -77,6 +83,7 @@ impl Partition {
         let first = out.len();
         let result = engine.handle(now, &event, out);
         let event_type = event.body.type_name();
+        self.reschedule(&event.tenant);
         match result {
             Ok(()) => {
                 metrics::routed(event_type, started.elapsed().as_secs_f64());
@@ -114,12 +121,40 @@ impl Partition {
     /// Fires every engine's timers due at `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
         let first = out.len();
-        for e in self.engines.values_mut() {
-            if e.next_deadline().is_some_and(|d| d <= now) {
+        let due: Vec<String> = self
+            .timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, tenant)| tenant.clone())
+            .collect();
+        for tenant in due {
+            if let Some(e) = self.engines.get_mut(&tenant) {
                 e.tick(now, out);
             }
+            self.reschedule(&tenant);
         }
         self.track(&out[first..]);
+    }
+
+    /// Re-reads one engine's next timer into the index.
+    fn reschedule(&mut self, tenant: &str) {
+        let next = self.engines.get(tenant).and_then(Engine::next_deadline);
+        let old = self.deadlines.get(tenant).copied();
+        if next == old {
+            return;
+        }
+        if let Some(at) = old {
+            self.timers.remove(&(at, tenant.to_string()));
+        }
+        match next {
+            Some(at) => {
+                self.timers.insert((at, tenant.to_string()));
+                self.deadlines.insert(tenant.to_string(), at);
+            }
+            None => {
+                self.deadlines.remove(tenant);
+            }
+        }
     }
 
     /// Follows offers until they are accepted or withdrawn.
@@ -148,10 +183,7 @@ impl Partition {
 
     /// Earliest timer over the partition's engines.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.engines
-            .values()
-            .filter_map(Engine::next_deadline)
-            .min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Applies a reloaded policy to every engine, keeping their state.
@@ -160,6 +192,11 @@ impl Partition {
             e.set_policy(policy.clone());
         }
         self.policy = policy;
+        // New timeouts or relaxation steps can move timers.
+        let tenants: Vec<String> = self.engines.keys().cloned().collect();
+        for t in tenants {
+            self.reschedule(&t);
+        }
     }
 
     pub fn sla_snapshots(&mut self, now: Millis) -> Vec<SlaSnapshot> {
@@ -262,5 +299,42 @@ mod tests {
             Outcome::Routed { .. }
         ));
         assert!(p.open_offers.is_empty());
+    }
+
+    #[test]
+    fn timers_are_indexed_across_tenants() {
+        let mut p = Partition::build(0, Arc::new(Policy::default()), 4096);
+        let mut out = Vec::new();
+        // Tenant "early" gets its chat offer at t=1000, "late" at t=5000; chat offers time out
+        // after 30 s by default.
+        for (t, at) in [("early", 1000u64), ("late", 5000)] {
+            for e in [
+                format!(
+                    r#"{{"type":"agent.profile","id":"p","tenant":"{t}","ts":{at},"agent_id":"a","languages":["es"]}}"#
+                ),
+                format!(
+                    r#"{{"type":"agent.state","id":"s","tenant":"{t}","ts":{at},"agent_id":"a","state":"available"}}"#
+                ),
+                format!(
+                    r#"{{"type":"contact.created","id":"c","tenant":"{t}","ts":{at},"contact_id":"c","channel":"chat","customer_id":"k","language":"es"}}"#
+                ),
+            ] {
+                p.process(at, Some(e.as_bytes()), &mut out);
+            }
+        }
+        assert_eq!(p.next_deadline(), Some(31_000));
+        out.clear();
+        p.tick(30_999, &mut out);
+        assert!(out.is_empty(), "nothing due yet: {out:?}");
+        p.tick(31_000, &mut out);
+        let withdrawn: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::OfferWithdrawn(w) => Some(w.tenant.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(withdrawn, ["early"]);
+        assert!(p.next_deadline().is_some_and(|d| d > 31_000));
     }
 }
