@@ -348,6 +348,24 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
         d.see(&out);
         trace.push(ev);
     }
+    {
+        let mut e = warmed.clone();
+        let mut per: std::collections::BTreeMap<&str, (u32, Duration)> = Default::default();
+        let mut out = Vec::new();
+        let all = Instant::now();
+        for ev in &trace {
+            out.clear();
+            let t = Instant::now();
+            let _ = e.handle(ev.ts, ev, &mut out);
+            let x = per.entry(ev.body.type_name()).or_default();
+            x.0 += 1;
+            x.1 += t.elapsed();
+        }
+        eprintln!("replay {:?}", all.elapsed());
+        for (k, (n, d)) in per {
+            eprintln!("  {k}: {n} events, {:?} each", d / n);
+        }
+    }
     let creates = trace
         .iter()
         .filter(|e| matches!(e.body, Body::ContactCreated(_)))
@@ -378,7 +396,12 @@ fn replay(engine: &mut Engine, trace: &[Event], out: &mut Vec<Output>) -> usize 
 fn bench_engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
-    for agents in [1_000usize, 10_000, 100_000] {
+    // OMNIROUTE_BENCH_AGENTS=1000,10000 limits the sizes (each workload takes a while to build).
+    let sizes: Vec<usize> = std::env::var("OMNIROUTE_BENCH_AGENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    for agents in sizes {
         let w = workload(agents, agents * 3, 200_000);
         group.throughput(Throughput::Elements(w.trace.len() as u64));
         group.bench_function(format!("events/{agents}_agents"), |b| {

@@ -216,7 +216,22 @@ impl Pools {
                 }
             }
         }
-        if now_filed == agent.filed && keys == agent.filed_keys {
+        if now_filed == agent.filed {
+            // Same pools: only the orders whose key changed are touched (a load change without
+            // going idle or busy leaves the idle order as it is).
+            let (old_idle, old_load) = agent.filed_keys;
+            for &(c, p) in &agent.filed {
+                let pool = self.get_mut(c, p);
+                if old_idle != keys.0 {
+                    pool.by_idle.remove(&old_idle);
+                    pool.by_idle.insert(keys.0);
+                }
+                if old_load != keys.1 {
+                    pool.by_load.remove(&old_load);
+                    pool.by_load.insert(keys.1);
+                }
+            }
+            agent.filed_keys = keys;
             return;
         }
         let (old_idle, old_load) = agent.filed_keys;
