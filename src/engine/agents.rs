@@ -1,6 +1,6 @@
-//! Agents: profile, state, held work and load, and the pools that index available agents by
-//! (channel, language) in the order each strategy wants, so that choosing an agent never scans
-//! agents who cannot take the contact's channel or do not speak its language.
+//! Agents: profile, state, held work and load, and the pools that index available agents with
+//! room by (skill, language) in the order each strategy wants, so that choosing an agent only
+//! looks at agents who have the contact's rarest required skill and speak its language.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,6 +103,14 @@ impl Agent {
             && (!info.exclusive || self.load == 0)
     }
 
+    /// Room for at least one more contact on some channel.
+    pub(crate) fn has_room(&self, channels: &[ChannelInfo]) -> bool {
+        channels
+            .iter()
+            .enumerate()
+            .any(|(c, info)| self.can_take(c as u32, info))
+    }
+
     pub(crate) fn serves_queue(&self, queue: u32) -> bool {
         self.queues.is_empty() || self.queues.binary_search(&queue).is_ok()
     }
@@ -152,27 +160,32 @@ impl Agent {
     }
 }
 
-/// Available agents who can take one more contact of a channel and speak a language (primary
-/// subtag), in the two orders the indexed strategies need.
+/// Available agents with room for more work who have a skill (any level) and speak a language
+/// (exact tag), in the two orders the indexed strategies need.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pool {
     pub(crate) by_idle: BTreeSet<IdleKey>,
     pub(crate) by_load: BTreeSet<LoadKey>,
 }
 
-/// Pools by channel id, then primary language id.
+/// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
+/// language id (the agent's own tags).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
 }
 
 impl Pools {
-    pub(crate) fn get(&self, channel: u32, lang: u32) -> Option<&Pool> {
-        self.pools.get(channel as usize)?.get(lang as usize)
+    pub(crate) fn get(&self, skill_slot: u32, lang: u32) -> Option<&Pool> {
+        self.pools.get(skill_slot as usize)?.get(lang as usize)
     }
 
-    fn get_mut(&mut self, channel: u32, lang: u32) -> &mut Pool {
-        let c = channel as usize;
+    pub(crate) fn slots(&self) -> usize {
+        self.pools.len()
+    }
+
+    fn get_mut(&mut self, skill_slot: u32, lang: u32) -> &mut Pool {
+        let c = skill_slot as usize;
         if self.pools.len() <= c {
             self.pools.resize_with(c + 1, Vec::new);
         }
@@ -185,28 +198,34 @@ impl Pools {
     }
 
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
-    /// `primaries` are the agent's primary language ids; `channels` the policy's channel table.
-    pub(crate) fn refile(
-        &mut self,
-        idx: u32,
-        agent: &mut Agent,
-        primaries: &[u32],
-        channels: &[ChannelInfo],
-    ) {
+    /// `channels` is the policy's channel table.
+    pub(crate) fn refile(&mut self, idx: u32, agent: &mut Agent, channels: &[ChannelInfo]) {
         let keys = (agent.idle_key(idx), agent.load_key(idx));
         let mut now_filed = Vec::new();
-        if agent.state == AgentState::Available {
-            for (c, info) in channels.iter().enumerate() {
-                if agent.can_take(c as u32, info) {
-                    for &p in primaries {
-                        if !now_filed.contains(&(c as u32, p)) {
-                            now_filed.push((c as u32, p));
-                        }
-                    }
+        if agent.state == AgentState::Available && agent.has_room(channels) {
+            let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
+            for slot in slots {
+                for &l in &agent.languages {
+                    now_filed.push((slot, l));
                 }
             }
         }
-        if now_filed == agent.filed && keys == agent.filed_keys {
+        if now_filed == agent.filed {
+            // Same pools: only the orders whose key changed are touched (a load change without
+            // going idle or busy leaves the idle order as it is).
+            let (old_idle, old_load) = agent.filed_keys;
+            for &(c, p) in &agent.filed {
+                let pool = self.get_mut(c, p);
+                if old_idle != keys.0 {
+                    pool.by_idle.remove(&old_idle);
+                    pool.by_idle.insert(keys.0);
+                }
+                if old_load != keys.1 {
+                    pool.by_load.remove(&old_load);
+                    pool.by_load.insert(keys.1);
+                }
+            }
+            agent.filed_keys = keys;
             return;
         }
         let (old_idle, old_load) = agent.filed_keys;

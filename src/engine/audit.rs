@@ -33,7 +33,11 @@ impl Engine {
                     waiting += 1;
                     let in_line = self
                         .lines
-                        .get(&line_key(c.queue, c.channel))
+                        .get(&line_key(
+                            c.queue,
+                            c.channel,
+                            self.langs.primary(c.language),
+                        ))
                         .is_some_and(|l| l.contains(&k));
                     if !in_line || k.slot != slot {
                         return Err(format!("contact {} missing from its line", c.id));
@@ -86,6 +90,12 @@ impl Engine {
             if p != pending[ai] {
                 return Err(format!("agent {name}: pending offers out of step"));
             }
+            let should = a.state == AgentState::Available && a.has_room(&self.channels);
+            if should == a.filed.is_empty()
+                || a.filed_keys != (a.idle_key(ai as u32), a.load_key(ai as u32))
+            {
+                return Err(format!("agent {name} not filed as its state says"));
+            }
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
                 if !pool.by_idle.contains(&a.idle_key(ai as u32))
@@ -93,13 +103,16 @@ impl Engine {
                 {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
-                if a.state != AgentState::Available || !a.can_take(c, &self.channels[c as usize]) {
-                    return Err(format!("agent {name} filed but cannot take channel {c}"));
+                if a.state != AgentState::Available || !a.has_room(&self.channels) {
+                    return Err(format!("agent {name} filed but has no room"));
+                }
+                if c > 0 && a.level(c - 1) == 0 {
+                    return Err(format!("agent {name} filed under a skill it lacks"));
                 }
             }
         }
         let filed: usize = self.agents.iter().map(|a| a.filed.len()).sum();
-        let pooled: usize = (0..self.channels.len() as u32)
+        let pooled: usize = (0..self.pools.slots() as u32)
             .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
             .filter_map(|(c, l)| self.pools.get(c, l))
             .map(|p| {

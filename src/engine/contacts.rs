@@ -114,15 +114,16 @@ pub(crate) fn effective_priority(
     f64::from(priority) + aging * (now.saturating_sub(arrival) as f64) / (threshold.max(1) as f64)
 }
 
-/// Waiting lines keyed by `line_key(queue, channel)`, iterated in key order.
-pub(crate) type Lines = BTreeMap<u64, BTreeSet<WaitKey>>;
+/// Waiting lines keyed by `line_key(queue, channel, primary language)`, iterated in key order.
+/// The language in the key lets a freed agent skip lines of languages it does not speak.
+pub(crate) type Lines = BTreeMap<u128, BTreeSet<WaitKey>>;
 
-pub(crate) fn line_key(queue: u32, channel: u32) -> u64 {
-    (u64::from(queue) << 32) | u64::from(channel)
+pub(crate) fn line_key(queue: u32, channel: u32, language: u32) -> u128 {
+    (u128::from(queue) << 64) | (u128::from(channel) << 32) | u128::from(language)
 }
 
-pub(crate) fn line_parts(key: u64) -> (u32, u32) {
-    ((key >> 32) as u32, key as u32)
+pub(crate) fn line_parts(key: u128) -> (u32, u32, u32) {
+    ((key >> 64) as u32, (key >> 32) as u32, key as u32)
 }
 
 /// Live contacts in slots; freed slots are reused last-in first-out (deterministic).

@@ -138,24 +138,29 @@ impl Engine {
                 return Some((ai, Rule::Sticky, m));
             }
         }
-        // Pools to look in: the contact's language and the fallback languages in force.
-        let mut primaries: [u32; 8] = [0; 8];
-        let mut n = 0;
-        let first = self.langs.primary(c.language);
-        primaries[0] = first;
-        n += 1;
+        // Pools to look in: every agent tag that serves the contact's language or a fallback
+        // language in force.
+        let mut langs = Vec::new();
+        self.langs.servers_of(c.language, &mut langs);
         for s in &self.queues[c.queue as usize].steps[..r.steps] {
             for &f in &s.languages {
-                let p = self.langs.primary(f);
-                if n < primaries.len() && !primaries[..n].contains(&p) {
-                    primaries[n] = p;
-                    n += 1;
-                }
+                self.langs.servers_of(f, &mut langs);
             }
         }
-        let pools = primaries[..n]
+        // The contact's rarest required skill (fewest agents) narrows the search most.
+        let slot = c
+            .required
             .iter()
-            .filter_map(|&p| self.pools.get(c.channel, p));
+            .map(|&(skill, _)| skill + 1)
+            .min_by_key(|&slot| {
+                langs
+                    .iter()
+                    .filter_map(|&l| self.pools.get(slot, l))
+                    .map(|p| p.by_idle.len())
+                    .sum::<usize>()
+            })
+            .unwrap_or(0);
+        let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
         let found = match self.queues[c.queue as usize].strategy {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
@@ -262,12 +267,21 @@ impl Engine {
             if a.state != AgentState::Available {
                 return;
             }
+            let mut primaries = [u32::MAX; 8];
+            for (p, &l) in primaries.iter_mut().zip(&a.languages) {
+                *p = self.langs.primary(l);
+            }
             let mut best: Option<(f64, u64, u32, Match, Relax)> = None;
             for (&key, line) in &self.lines {
-                let (q, ch) = line_parts(key);
+                let (q, ch, lang) = line_parts(key);
                 let info = &self.channels[ch as usize];
                 let qi = &self.queues[q as usize];
-                if !a.can_take(ch, info) || !(qi.overflows || a.serves_queue(q)) {
+                if !a.can_take(ch, info)
+                    || !(qi.overflows || a.serves_queue(q))
+                    || !(qi.language_fallback
+                        || primaries.contains(&lang)
+                        || a.languages.len() > primaries.len())
+                {
                     continue;
                 }
                 let threshold = qi.sl_threshold.unwrap_or(info.sl_threshold);
@@ -320,7 +334,7 @@ impl Engine {
             .unwrap_or(self.channels[c.channel as usize].sl_threshold);
         let key = WaitKey::new(c.priority, qi.aging, threshold, c.arrival, slot);
         self.lines
-            .entry(line_key(c.queue, c.channel))
+            .entry(line_key(c.queue, c.channel, self.langs.primary(c.language)))
             .or_default()
             .insert(key);
         if let Some(c) = self.contacts.get_mut(slot) {
@@ -336,7 +350,7 @@ impl Engine {
         };
         if let Phase::Waiting(Some(key)) = c.phase {
             c.phase = Phase::Waiting(None);
-            let lk = line_key(c.queue, c.channel);
+            let lk = line_key(c.queue, c.channel, self.langs.primary(c.language));
             if let Some(line) = self.lines.get_mut(&lk) {
                 line.remove(&key);
                 if line.is_empty() {
