@@ -19,6 +19,9 @@
 //! - [`sim`]: the what-if simulator: scenarios, a discrete-event loop in virtual time driving
 //!   the engine, staffing sweeps and charts.
 //! - [`erlang`]: Erlang B/C staffing formulas (quick estimates and simulator validation).
+//! - [`loadgen`]: `omniroute loadgen`, the workload generator and benchmarks
+//!   (docs/PERFORMANCE.md); [`passthrough`]: the consume → produce baseline; [`memprobe`]: RSS
+//!   per agent and per waiting contact.
 
 pub mod config;
 pub mod daemon;
@@ -28,8 +31,11 @@ pub mod erlang;
 pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod loadgen;
+pub mod memprobe;
 pub mod metrics;
 pub mod partition;
+pub mod passthrough;
 pub mod sim;
 pub mod systemd;
 pub mod telemetry;

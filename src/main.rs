@@ -41,6 +41,10 @@ enum Command {
     Demo(omniroute::demo::DemoOptions),
     /// Run a what-if scenario against the routing engine in virtual time (no Kafka).
     Simulate(omniroute::sim::cli::SimulateArgs),
+    /// Workload generator and benchmarks (docs/PERFORMANCE.md).
+    Loadgen(omniroute::loadgen::LoadgenArgs),
+    /// Throughput baseline: copy records with omniroute's client settings, nothing else.
+    Passthrough(omniroute::passthrough::PassthroughArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             omniroute::demo::run(opts).await?;
             Ok(())
         }),
+        Command::Loadgen(a) => Ok(runtime()?.block_on(omniroute::loadgen::run(a))?),
+        Command::Passthrough(a) => Ok(runtime()?.block_on(omniroute::passthrough::run(a))?),
     }
 }
 

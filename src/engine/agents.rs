@@ -161,7 +161,7 @@ impl Agent {
 }
 
 /// Available agents with room for more work who have a skill (any level) and speak a language
-/// (primary subtag), in the two orders the indexed strategies need.
+/// (exact tag), in the two orders the indexed strategies need.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pool {
     pub(crate) by_idle: BTreeSet<IdleKey>,
@@ -169,7 +169,7 @@ pub(crate) struct Pool {
 }
 
 /// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
-/// primary language id.
+/// language id (the agent's own tags).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
@@ -198,25 +198,34 @@ impl Pools {
     }
 
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
-    /// `primaries` are the agent's primary language ids; `channels` the policy's channel table.
-    pub(crate) fn refile(
-        &mut self,
-        idx: u32,
-        agent: &mut Agent,
-        primaries: &[u32],
-        channels: &[ChannelInfo],
-    ) {
+    /// `channels` is the policy's channel table.
+    pub(crate) fn refile(&mut self, idx: u32, agent: &mut Agent, channels: &[ChannelInfo]) {
         let keys = (agent.idle_key(idx), agent.load_key(idx));
         let mut now_filed = Vec::new();
         if agent.state == AgentState::Available && agent.has_room(channels) {
             let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
             for slot in slots {
-                for &p in primaries {
-                    now_filed.push((slot, p));
+                for &l in &agent.languages {
+                    now_filed.push((slot, l));
                 }
             }
         }
-        if now_filed == agent.filed && keys == agent.filed_keys {
+        if now_filed == agent.filed {
+            // Same pools: only the orders whose key changed are touched (a load change without
+            // going idle or busy leaves the idle order as it is).
+            let (old_idle, old_load) = agent.filed_keys;
+            for &(c, p) in &agent.filed {
+                let pool = self.get_mut(c, p);
+                if old_idle != keys.0 {
+                    pool.by_idle.remove(&old_idle);
+                    pool.by_idle.insert(keys.0);
+                }
+                if old_load != keys.1 {
+                    pool.by_load.remove(&old_load);
+                    pool.by_load.insert(keys.1);
+                }
+            }
+            agent.filed_keys = keys;
             return;
         }
         let (old_idle, old_load) = agent.filed_keys;

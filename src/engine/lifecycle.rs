@@ -81,16 +81,7 @@ impl Engine {
     /// the SLA book.
     pub(crate) fn agent_changed(&mut self, ai: u32) {
         let a = &mut self.agents[ai as usize];
-        let mut primaries = [0u32; 16];
-        let mut n = 0;
-        for &l in &a.languages {
-            let p = self.langs.primary(l);
-            if n < primaries.len() && !primaries[..n].contains(&p) {
-                primaries[n] = p;
-                n += 1;
-            }
-        }
-        self.pools.refile(ai, a, &primaries[..n], &self.channels);
+        self.pools.refile(ai, a, &self.channels);
         self.sla.on_agent(
             self.now,
             ai,

@@ -138,31 +138,29 @@ impl Engine {
                 return Some((ai, Rule::Sticky, m));
             }
         }
-        // Pools to look in: the contact's language and the fallback languages in force.
-        let mut primaries: [u32; 8] = [0; 8];
-        let mut n = 0;
-        let first = self.langs.primary(c.language);
-        primaries[0] = first;
-        n += 1;
+        // Pools to look in: every agent tag that serves the contact's language or a fallback
+        // language in force.
+        let mut langs = Vec::new();
+        self.langs.servers_of(c.language, &mut langs);
         for s in &self.queues[c.queue as usize].steps[..r.steps] {
             for &f in &s.languages {
-                let p = self.langs.primary(f);
-                if n < primaries.len() && !primaries[..n].contains(&p) {
-                    primaries[n] = p;
-                    n += 1;
-                }
+                self.langs.servers_of(f, &mut langs);
             }
         }
-        // The contact's rarest required skill (smallest pool) narrows the search most.
+        // The contact's rarest required skill (fewest agents) narrows the search most.
         let slot = c
             .required
             .iter()
             .map(|&(skill, _)| skill + 1)
-            .min_by_key(|&slot| self.pools.get(slot, first).map_or(0, |p| p.by_idle.len()))
+            .min_by_key(|&slot| {
+                langs
+                    .iter()
+                    .filter_map(|&l| self.pools.get(slot, l))
+                    .map(|p| p.by_idle.len())
+                    .sum::<usize>()
+            })
             .unwrap_or(0);
-        let pools = primaries[..n]
-            .iter()
-            .filter_map(|&p| self.pools.get(slot, p));
+        let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
         let found = match self.queues[c.queue as usize].strategy {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;

@@ -49,6 +49,8 @@ pub(crate) struct Languages {
     /// Spellings seen on the wire → canonical id, so `es-MX` and `es-mx` cost one lookup.
     spellings: FxHashMap<String, u32>,
     primary: Vec<u32>,
+    /// Primary id → the regional tags seen under it (`es` → `es-mx`, `es-ar`).
+    variants: Vec<Vec<u32>>,
 }
 
 impl Languages {
@@ -72,6 +74,12 @@ impl Languages {
                     self.primary.resize(id as usize + 1, 0);
                 }
                 self.primary[id as usize] = primary;
+                if primary != id {
+                    if self.variants.len() <= primary as usize {
+                        self.variants.resize(primary as usize + 1, Vec::new());
+                    }
+                    self.variants[primary as usize].push(id);
+                }
                 id
             }
         };
@@ -85,6 +93,24 @@ impl Languages {
 
     pub(crate) fn name(&self, id: u32) -> &str {
         self.tags.name(id)
+    }
+
+    /// Every agent tag that can serve `wanted` by [`serves`](Self::serves): the tag itself, its
+    /// bare language, and for a bare tag its regional variants. Appended to `into`, no repeats.
+    pub(crate) fn servers_of(&self, wanted: u32, into: &mut Vec<u32>) {
+        let mut add = |l: u32| {
+            if !into.contains(&l) {
+                into.push(l);
+            }
+        };
+        add(wanted);
+        let p = self.primary(wanted);
+        add(p);
+        if p == wanted {
+            for &v in self.variants.get(p as usize).map_or(&[][..], |v| &v[..]) {
+                add(v);
+            }
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -227,6 +253,12 @@ mod tests {
         assert_eq!(l.serves(es_mx, es), Some(true));
         assert_eq!(l.serves(es_ar, es_mx), None);
         assert_eq!(l.serves(en, es), None);
+        let mut v = Vec::new();
+        l.servers_of(es, &mut v);
+        assert_eq!(v, [es, es_mx, es_ar]);
+        v.clear();
+        l.servers_of(es_mx, &mut v);
+        assert_eq!(v, [es_mx, es]);
     }
 
     #[test]

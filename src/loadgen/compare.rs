@@ -1,0 +1,252 @@
+//! `loadgen compare`: omniroute's sustained throughput as a ratio to the pass-through baseline,
+//! both measured in this one run, on the same broker, on the same records.
+//!
+//! The records are a pre-recorded workload: the generator runs against local engines on a
+//! virtual clock, so the stream holds the desktops' answers to the offers those engines made
+//! (accepts, rejects, completions, wrap-ups), plus abandons and agent breaks. The daemon decides
+//! on its own clock, so a few answers may not match its offers; they are counted as ignored,
+//! which still costs a decode and a lookup.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio_util::sync::CancellationToken;
+
+use super::workload::Workload;
+use super::{client, ensure_topics, run_id, BenchError, ShapeArgs};
+use crate::config::Config;
+use crate::daemon::{self, Control};
+use crate::engine::{Engine, Output};
+use crate::event::Millis;
+use crate::passthrough::{self, Rate};
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The daemon's config file: brokers, client settings, routing policy, daemon settings.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Input records to write and then read by each contender.
+    #[arg(long, default_value_t = 300_000)]
+    pub count: u64,
+    /// Partitions of the benchmark's input topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Contacts per second of the recorded workload's virtual clock.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub virtual_rate: f64,
+    /// Give up on one contender after this long.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+}
+
+pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
+    let config = Config::load(&a.config)?;
+    let run = run_id();
+    let input = format!("omniroute.bench.{run}");
+    let copy = format!("omniroute.passthrough.{run}");
+    let k = &config.kafka;
+    ensure_topics(
+        &config,
+        &[
+            &input,
+            &copy,
+            &k.assignments_topic,
+            &k.sla_topic,
+            &k.dlq_topic,
+        ],
+        a.partitions,
+    )
+    .await?;
+
+    let filled = Instant::now();
+    let written = fill(&config, &input, &a, &run).await?;
+    println!(
+        "compare {run}: wrote {written} records to {input} in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+
+    let pass = passthrough::measure(
+        &config,
+        &input,
+        &copy,
+        written,
+        &format!("omniroute-passthrough-{run}"),
+        a.timeout,
+    )
+    .await?;
+    println!(
+        "  passthrough: {:.0} records/s ({} records in {:.3} s)",
+        pass.per_second(),
+        pass.records,
+        pass.busy.as_secs_f64()
+    );
+    let (omni, status) = measure_daemon(&config, &input, written, &run, a.timeout).await?;
+    println!(
+        "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
+        omni.per_second(),
+        omni.records,
+        omni.busy.as_secs_f64(),
+        status.routed,
+        status.ignored,
+        status.dead_lettered,
+        status.produced
+    );
+    println!(
+        "  ratio omniroute / passthrough: {:.3}",
+        omni.per_second() / pass.per_second().max(1e-9)
+    );
+    Ok(())
+}
+
+/// Writes about `a.count` records of the workload to `topic`; returns how many.
+async fn fill(config: &Config, topic: &str, a: &CompareArgs, run: &str) -> Result<u64, BenchError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = client(config)?
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(BenchError::Kafka)?;
+    let mut w = Workload::new(a.shape.shape(run), a.shape.seed);
+    let policy = Arc::new(config.routing.clone());
+    let mut engines: HashMap<String, Engine> = HashMap::new();
+    // Near the daemon's clock, which decides when it consumes these records.
+    let t0: Millis = super::now_us() / 1000;
+    let mut events = w.agents(t0);
+    let mut out: Vec<Output> = Vec::new();
+    let mut written = 0u64;
+    let mut ignored: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut i = 0u64;
+    while written < a.count {
+        let ts = t0 + 1_000 + (i as f64 * 1000.0 / a.virtual_rate.max(1.0)) as Millis;
+        i += 1;
+        w.due(ts, &mut events);
+        w.contact(ts, &mut events);
+        for e in events.drain(..) {
+            let engine = engines
+                .entry(e.tenant.clone())
+                .or_insert_with(|| Engine::new(e.tenant.clone(), policy.clone()));
+            out.clear();
+            if let Err(why) = engine.handle(ts, &e, &mut out) {
+                *ignored.entry(why.reason()).or_default() += 1;
+            }
+            for o in &out {
+                let tenant = w.tenant_index(&e.tenant).unwrap_or(0);
+                match o {
+                    Output::Offer(x) => {
+                        w.on_offer(ts, tenant, &x.assignment_id, &x.agent_id, &x.contact_id);
+                    }
+                    Output::AgentAway(x) => w.on_agent_away(ts, tenant, &x.agent_id),
+                    Output::OfferWithdrawn(_) => {}
+                }
+            }
+            let payload = serde_json::to_vec(&e)?;
+            let mut rec = BaseRecord::to(topic)
+                .key(e.tenant.as_bytes())
+                .payload(&payload);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(BenchError::Kafka(e)),
+                }
+            }
+            written += 1;
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(BenchError::Kafka)?;
+    println!(
+        "  recorded workload: {:?}; ignored by the recording engines: {ignored:?}",
+        w.mix
+    );
+    Ok(written)
+}
+
+/// Runs the real daemon in this process on `topic` with a fresh group until it has consumed
+/// `count` records. The time runs from the first record consumed to the `count`-th, as seen in
+/// the daemon's status (refreshed every 100 ms, at both ends alike).
+async fn measure_daemon(
+    config: &Config,
+    topic: &str,
+    count: u64,
+    run: &str,
+    timeout: Duration,
+) -> Result<(Rate, daemon::Status), BenchError> {
+    let mut config = config.clone();
+    config.kafka.input_topics = vec![topic.to_string()];
+    config.kafka.group_id = format!("omniroute-bench-{run}");
+    config.kafka.start_from = crate::config::StartFrom::Earliest;
+    // Metrics are recorded as in production (a recorder installed); no endpoint needed.
+    let metrics = match crate::metrics::install_prometheus() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let (control, _reload, mut status) =
+        Control::new(shutdown.clone(), Arc::new(config.routing.clone()));
+    let started = Instant::now();
+    let task = tokio::spawn(daemon::run_with(config, control));
+    let deadline = started + timeout;
+    let mut first: Option<Instant> = None;
+    let mut last_seen = 0;
+    let busy = loop {
+        let changed = tokio::time::timeout_at(deadline.into(), status.changed()).await;
+        match changed {
+            Err(_) => {
+                shutdown.cancel();
+                return Err(BenchError::Timeout(format!(
+                    "omniroute consumed {last_seen} of {count} records"
+                )));
+            }
+            Ok(Err(_)) => break None,
+            Ok(Ok(())) => {}
+        }
+        let consumed = status.borrow_and_update().consumed;
+        last_seen = consumed;
+        if consumed > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if consumed >= count {
+            break first.map(|f| f.elapsed());
+        }
+    };
+    shutdown.cancel();
+    let final_status = match task.await {
+        Ok(r) => r?,
+        Err(e) => return Err(BenchError::Timeout(format!("daemon task failed: {e}"))),
+    };
+    if let Some(h) = metrics {
+        for line in h.render().lines() {
+            if line.starts_with(crate::metrics::EVENTS_IGNORED) {
+                println!("  daemon {line}");
+            }
+        }
+    }
+    let Some(busy) = busy else {
+        return Err(BenchError::Timeout(format!(
+            "daemon stopped after {last_seen} of {count} records"
+        )));
+    };
+    Ok((
+        Rate {
+            records: final_status.consumed.min(count),
+            busy,
+            wall: started.elapsed(),
+        },
+        final_status,
+    ))
+}
