@@ -166,6 +166,8 @@ impl Agent {
 pub(crate) struct Pool {
     pub(crate) by_idle: BTreeSet<IdleKey>,
     pub(crate) by_load: BTreeSet<LoadKey>,
+    /// Agent indices, for round robin's "next after the cursor".
+    pub(crate) by_index: BTreeSet<u32>,
 }
 
 /// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
@@ -233,11 +235,13 @@ impl Pools {
             let pool = self.get_mut(c, p);
             pool.by_idle.remove(&old_idle);
             pool.by_load.remove(&old_load);
+            pool.by_index.remove(&idx);
         }
         for &(c, p) in &now_filed {
             let pool = self.get_mut(c, p);
             pool.by_idle.insert(keys.0);
             pool.by_load.insert(keys.1);
+            pool.by_index.insert(idx);
         }
         agent.filed = now_filed;
         agent.filed_keys = keys;

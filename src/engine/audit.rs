@@ -98,7 +98,8 @@ impl Engine {
             }
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
-                if !pool.by_idle.contains(&a.idle_key(ai as u32))
+                if !pool.by_index.contains(&(ai as u32))
+                    || !pool.by_idle.contains(&a.idle_key(ai as u32))
                     || !pool.by_load.contains(&a.load_key(ai as u32))
                 {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
@@ -116,7 +117,7 @@ impl Engine {
             .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
             .filter_map(|(c, l)| self.pools.get(c, l))
             .map(|p| {
-                if p.by_idle.len() == p.by_load.len() {
+                if p.by_idle.len() == p.by_load.len() && p.by_idle.len() == p.by_index.len() {
                     p.by_idle.len()
                 } else {
                     usize::MAX / 2
