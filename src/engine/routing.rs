@@ -164,6 +164,7 @@ impl Engine {
             })
             .unwrap_or(0);
         let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
+        let every_agent_pools = langs.iter().filter_map(|&l| self.pools.get(0, l));
         let found = match self.queues[c.queue as usize].strategy {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
@@ -182,7 +183,7 @@ impl Engine {
             }
             Strategy::LeastOccupied => {
                 let mut best: Option<(LoadKey, Match)> = None;
-                for pool in pools {
+                for pool in every_agent_pools {
                     for key in &pool.by_load {
                         if best.as_ref().is_some_and(|b| b.0 <= *key) {
                             break;
@@ -221,7 +222,7 @@ impl Engine {
                 // The first eligible agent at or after the cursor, else the first from the start.
                 let cursor = self.rr_cursor.get(c.queue as usize).copied().unwrap_or(0);
                 let mut best: Option<((bool, u32), Match)> = None;
-                for pool in pools {
+                for pool in every_agent_pools {
                     let order = pool
                         .by_index
                         .range(cursor..)
