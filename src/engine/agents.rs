@@ -165,7 +165,11 @@ impl Agent {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pool {
     pub(crate) by_idle: BTreeSet<IdleKey>,
+    /// Only in the every-agent pools (skill slot 0): the load changes with every contact, and
+    /// keeping one load order per language rather than per skill keeps that update cheap.
     pub(crate) by_load: BTreeSet<LoadKey>,
+    /// Agent indices, for round robin's "next after the cursor"; every-agent pools only.
+    pub(crate) by_index: BTreeSet<u32>,
 }
 
 /// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
@@ -220,7 +224,7 @@ impl Pools {
                     pool.by_idle.remove(&old_idle);
                     pool.by_idle.insert(keys.0);
                 }
-                if old_load != keys.1 {
+                if old_load != keys.1 && c == 0 {
                     pool.by_load.remove(&old_load);
                     pool.by_load.insert(keys.1);
                 }
@@ -232,12 +236,18 @@ impl Pools {
         for &(c, p) in &agent.filed {
             let pool = self.get_mut(c, p);
             pool.by_idle.remove(&old_idle);
-            pool.by_load.remove(&old_load);
+            if c == 0 {
+                pool.by_load.remove(&old_load);
+                pool.by_index.remove(&idx);
+            }
         }
         for &(c, p) in &now_filed {
             let pool = self.get_mut(c, p);
             pool.by_idle.insert(keys.0);
-            pool.by_load.insert(keys.1);
+            if c == 0 {
+                pool.by_load.insert(keys.1);
+                pool.by_index.insert(idx);
+            }
         }
         agent.filed = now_filed;
         agent.filed_keys = keys;

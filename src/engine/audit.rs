@@ -98,9 +98,10 @@ impl Engine {
             }
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
-                if !pool.by_idle.contains(&a.idle_key(ai as u32))
-                    || !pool.by_load.contains(&a.load_key(ai as u32))
-                {
+                let ordered = c != 0
+                    || (pool.by_index.contains(&(ai as u32))
+                        && pool.by_load.contains(&a.load_key(ai as u32)));
+                if !ordered || !pool.by_idle.contains(&a.idle_key(ai as u32)) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
                 if a.state != AgentState::Available || !a.has_room(&self.channels) {
@@ -114,9 +115,10 @@ impl Engine {
         let filed: usize = self.agents.iter().map(|a| a.filed.len()).sum();
         let pooled: usize = (0..self.pools.slots() as u32)
             .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
-            .filter_map(|(c, l)| self.pools.get(c, l))
-            .map(|p| {
-                if p.by_idle.len() == p.by_load.len() {
+            .filter_map(|(c, l)| self.pools.get(c, l).map(|p| (c, p)))
+            .map(|(c, p)| {
+                let others = if c == 0 { p.by_idle.len() } else { 0 };
+                if p.by_load.len() == others && p.by_index.len() == others {
                     p.by_idle.len()
                 } else {
                     usize::MAX / 2

@@ -13,6 +13,9 @@ use super::timers::Timer;
 use super::{AgentAway, Engine, Offer, OfferWithdrawn, Output, Strategy, Why};
 use crate::event::{AgentState, Skills};
 
+/// How many eligible agents `best_skill_match` compares at most (the longest idle ones).
+pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
+
 /// Relaxation in force for one contact at `now`: the first `steps` steps of its queue.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Relax {
@@ -161,6 +164,7 @@ impl Engine {
             })
             .unwrap_or(0);
         let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
+        let every_agent_pools = langs.iter().filter_map(|&l| self.pools.get(0, l));
         let found = match self.queues[c.queue as usize].strategy {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
@@ -179,7 +183,7 @@ impl Engine {
             }
             Strategy::LeastOccupied => {
                 let mut best: Option<(LoadKey, Match)> = None;
-                for pool in pools {
+                for pool in every_agent_pools {
                     for key in &pool.by_load {
                         if best.as_ref().is_some_and(|b| b.0 <= *key) {
                             break;
@@ -192,15 +196,22 @@ impl Engine {
                 }
                 best.map(|(k, m)| (k.2, m))
             }
-            // Contact-dependent orders: every agent of the pools is looked at.
+            // A contact-dependent order cannot be indexed: the search looks at the longest-idle
+            // eligible agents, up to SKILL_MATCH_CANDIDATES of them, and takes the best score,
+            // so one decision stays bounded however large the pool.
             Strategy::BestSkillMatch => {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
-                for pool in pools {
+                let mut seen = 0;
+                'pools: for pool in pools {
                     for key in &pool.by_idle {
                         if let Some(m) = self.eligible(key.2, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(key.2, c, r)), key.2);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
                                 best = Some((rank, m));
+                            }
+                            seen += 1;
+                            if seen >= SKILL_MATCH_CANDIDATES {
+                                break 'pools;
                             }
                         }
                     }
@@ -208,16 +219,22 @@ impl Engine {
                 best.map(|(k, m)| (k.1, m))
             }
             Strategy::RoundRobin => {
+                // The first eligible agent at or after the cursor, else the first from the start.
                 let cursor = self.rr_cursor.get(c.queue as usize).copied().unwrap_or(0);
                 let mut best: Option<((bool, u32), Match)> = None;
-                for pool in pools {
-                    for key in &pool.by_idle {
-                        let rank = (key.2 < cursor, key.2);
+                for pool in every_agent_pools {
+                    let order = pool
+                        .by_index
+                        .range(cursor..)
+                        .chain(pool.by_index.range(..cursor));
+                    for &ai in order {
+                        let rank = (ai < cursor, ai);
                         if best.as_ref().is_some_and(|b| b.0 <= rank) {
-                            continue;
+                            break;
                         }
-                        if let Some(m) = self.eligible(key.2, c, r) {
+                        if let Some(m) = self.eligible(ai, c, r) {
                             best = Some((rank, m));
+                            break;
                         }
                     }
                 }
