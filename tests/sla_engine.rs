@@ -129,8 +129,8 @@ fn voice_queue_figures_match_hand_computed_counts() {
     // Ana logged in for 400 s, busy from the offer at 0 s to the end of wrap-up at 340 s.
     let occ = s.occupancy.expect("occupancy");
     assert!((occ - 340.0 / 400.0).abs() < 1e-9, "{occ}");
-    assert!((s.agent_seconds_logged_in - 400.0).abs() < 1e-9);
-    assert!((s.agent_seconds_busy - 340.0).abs() < 1e-9);
+    assert!((s.since_start.agent_seconds_logged_in - 400.0).abs() < 1e-9);
+    assert!((s.since_start.agent_seconds_busy - 340.0).abs() < 1e-9);
 }
 
 #[test]

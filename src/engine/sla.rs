@@ -58,6 +58,15 @@ pub struct SlaFigures {
     pub aht_seconds: Option<f64>,
     /// abandoned ÷ (answered + abandoned).
     pub abandonment_rate: Option<f64>,
+    /// Agent-seconds logged in over the span, domain-wide (all agents, so the same in every
+    /// queue/channel record, like `occupancy`). Occupancy over any span is Δbusy ÷ Δlogged-in
+    /// between two since-start figures.
+    #[serde(default)]
+    pub agent_seconds_logged_in: f64,
+    /// Load-weighted agent-seconds busy over the span, domain-wide (an agent at 2 of 3 chats
+    /// for 60 s adds 40).
+    #[serde(default)]
+    pub agent_seconds_busy: f64,
 }
 
 impl SlaFigures {
@@ -88,7 +97,17 @@ impl SlaFigures {
     pub fn since(&self, earlier: &SlaFigures, formula: SlFormula) -> SlaFigures {
         let mut c = self.counts();
         c.sub(&earlier.counts());
-        c.figures(formula)
+        let mut f = c.figures(formula);
+        f.agent_seconds_logged_in =
+            (self.agent_seconds_logged_in - earlier.agent_seconds_logged_in).max(0.0);
+        f.agent_seconds_busy = (self.agent_seconds_busy - earlier.agent_seconds_busy).max(0.0);
+        f
+    }
+
+    /// Busy ÷ logged-in agent time over the span (domain-wide); `None` when nobody was logged in.
+    pub fn occupancy(&self) -> Option<f64> {
+        (self.agent_seconds_logged_in > 0.0)
+            .then(|| self.agent_seconds_busy / self.agent_seconds_logged_in)
     }
 
     fn counts(&self) -> Counts {
@@ -128,13 +147,6 @@ pub struct SlaSnapshot {
     pub agents_busy: u64,
     /// Busy time ÷ logged-in time over the window, capacity-aware (load fraction), tenant-wide.
     pub occupancy: Option<f64>,
-    /// Agent-seconds logged in since start, tenant-wide (a counter: occupancy over any span is
-    /// Δbusy ÷ Δlogged-in between two snapshots).
-    #[serde(default)]
-    pub agent_seconds_logged_in: f64,
-    /// Load-weighted agent-seconds busy since start, tenant-wide.
-    #[serde(default)]
-    pub agent_seconds_busy: f64,
 }
 
 /// Live state the engine passes in at snapshot time.
@@ -526,19 +538,24 @@ impl SlaBook {
         for (queue, channel) in keys {
             let qp = policy.queue(queue);
             let formula = qp.service_level_formula;
-            let (since_start, window) = match self.queues.get(queue).and_then(|c| c.get(channel)) {
-                Some(book) => {
-                    let mut w = Counts::default();
-                    for c in book.window.in_window(current) {
-                        w.add(c);
+            let (mut since_start, mut window) =
+                match self.queues.get(queue).and_then(|c| c.get(channel)) {
+                    Some(book) => {
+                        let mut w = Counts::default();
+                        for c in book.window.in_window(current) {
+                            w.add(c);
+                        }
+                        (book.since_start.figures(formula), w.figures(formula))
                     }
-                    (book.since_start.figures(formula), w.figures(formula))
-                }
-                None => (
-                    Counts::default().figures(formula),
-                    Counts::default().figures(formula),
-                ),
-            };
+                    None => (
+                        Counts::default().figures(formula),
+                        Counts::default().figures(formula),
+                    ),
+                };
+            since_start.agent_seconds_logged_in = self.logged_in_ms_total / 1000.0;
+            since_start.agent_seconds_busy = self.busy_ms_total / 1000.0;
+            window.agent_seconds_logged_in = logged / 1000.0;
+            window.agent_seconds_busy = busy / 1000.0;
             let (depth, oldest) = live
                 .waiting
                 .get(&(queue.to_string(), channel.to_string()))
@@ -565,8 +582,6 @@ impl SlaBook {
                 agents_available: live.agents_available,
                 agents_busy: live.agents_busy,
                 occupancy,
-                agent_seconds_logged_in: self.logged_in_ms_total / 1000.0,
-                agent_seconds_busy: self.busy_ms_total / 1000.0,
             });
         }
         for book in self.queues.values_mut().flat_map(|c| c.values_mut()) {
@@ -745,8 +760,10 @@ mod tests {
         };
         // (2/3·10 + 1/3·10) / 30
         assert!(close(out[0].occupancy, 1.0 / 3.0), "{:?}", out[0].occupancy);
-        assert!((out[0].agent_seconds_logged_in - 1800.0).abs() < 1e-6);
-        assert!((out[0].agent_seconds_busy - 600.0).abs() < 1e-6);
+        let f = &out[0].since_start;
+        assert!((f.agent_seconds_logged_in - 1800.0).abs() < 1e-6);
+        assert!((f.agent_seconds_busy - 600.0).abs() < 1e-6);
+        assert_eq!(out[0].window.occupancy(), out[0].occupancy);
         assert_eq!(out[0].queue_depth, 2);
         assert_eq!(out[0].longest_wait_seconds, 300.0);
         // A second agent fully busy on voice for the next 30 min; the first logs out at 30 min.

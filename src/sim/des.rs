@@ -521,12 +521,13 @@ impl<'a> Simulation<'a> {
                 meets_target: meets,
                 erlang_c_agents: None,
             });
-            logged = s.agent_seconds_logged_in;
-            busy = s.agent_seconds_busy;
+            // Agent time is domain-wide: the same in every record.
+            logged = s.since_start.agent_seconds_logged_in;
+            busy = s.since_start.agent_seconds_busy;
         }
         if let Some(b) = self.warmup.first() {
-            logged -= b.agent_seconds_logged_in;
-            busy -= b.agent_seconds_busy;
+            logged -= b.since_start.agent_seconds_logged_in;
+            busy -= b.since_start.agent_seconds_busy;
         }
         RunReport {
             agents: self.scenario.total_agents(),
