@@ -258,8 +258,6 @@ mod tests {
             agents_available: 1,
             agents_busy: 3,
             occupancy: Some(0.6),
-            agent_seconds_logged_in: 100.0,
-            agent_seconds_busy: 60.0,
         };
         metrics::with_local_recorder(&recorder, || sla_snapshot(&snap));
         let text = handle.render();
