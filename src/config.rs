@@ -67,6 +67,9 @@ pub struct KafkaConfig {
     pub sla_topic: String,
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// Routing-state snapshots, one partition per input partition (see [`crate::recovery`]).
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
     /// Where a new consumer group starts: `earliest` or `latest`.
     #[serde(default)]
     pub start_from: StartFrom,
@@ -205,6 +208,10 @@ pub struct DaemonConfig {
     /// librdkafka's producer queue size (`queue.buffering.max.messages`).
     #[serde(default = "default_producer_queue")]
     pub producer_queue_messages: usize,
+    /// How often each partition's routing state is snapshotted to the state topic. Offsets are
+    /// committed at snapshots, so this bounds the replay after a crash.
+    #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
+    pub snapshot_interval: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -217,6 +224,7 @@ impl Default for DaemonConfig {
             commit_interval: default_commit_interval(),
             max_in_flight: default_max_in_flight(),
             producer_queue_messages: default_producer_queue(),
+            snapshot_interval: default_snapshot_interval(),
         }
     }
 }
@@ -235,6 +243,12 @@ fn default_sla_topic() -> String {
 }
 fn default_dlq_topic() -> String {
     "omniroute.dlq".into()
+}
+fn default_state_topic() -> String {
+    "omniroute.state".into()
+}
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_metrics_listen() -> String {
     "127.0.0.1:9464".into()
@@ -475,6 +489,7 @@ impl Config {
             ("kafka.assignments_topic", &k.assignments_topic),
             ("kafka.sla_topic", &k.sla_topic),
             ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.state_topic", &k.state_topic),
         ] {
             if topic.is_empty() {
                 return invalid(path, "must not be empty");
@@ -546,6 +561,9 @@ impl Config {
         }
         if d.producer_queue_messages == 0 {
             return invalid("daemon.producer_queue_messages", "must be at least 1");
+        }
+        if d.snapshot_interval.is_zero() {
+            return invalid("daemon.snapshot_interval", "must be greater than 0");
         }
         self.routing.validate()?;
         Ok(())

@@ -2,8 +2,9 @@
 //!
 //! [`run`] takes its config and its shutdown trigger as arguments, so tests start the real daemon
 //! in-process. One task owns the consumer and every partition's state; it serves, in order of
-//! precedence: shutdown, config reloads, engine timers, then new records. Offsets are stored only
-//! after all of a record's effects are acknowledged (see [`crate::kafka`]).
+//! precedence: shutdown, config reloads, engine timers, then new records. Partition state is
+//! rebuilt on assignment and snapshotted as it goes; offsets are committed at snapshots (see
+//! [`crate::recovery`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -12,17 +13,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StartFrom};
 use crate::engine::{Output, Policy};
 use crate::event::Millis;
 use crate::kafka::consumer::{Change, RebalanceContext};
-use crate::kafka::producer::{self, Producer, Record, Source, Tracker};
+use crate::kafka::producer::{self, Effect, Producer, Record, Source, Tracker};
 use crate::kafka::{self, dlq};
 use crate::metrics;
-use crate::partition::{self, Outcome, Partition};
+use crate::partition::{self, Admit, Input, Outcome, Partition};
+use crate::recovery::{self, RecoveryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -32,6 +35,10 @@ pub enum DaemonError {
     Kafka(#[from] kafka::Error),
     #[error("cannot encode an output: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("cannot rebuild partition state: {0}")]
+    Recovery(#[from] RecoveryError),
+    #[error("topics: {0}")]
+    Topics(String),
 }
 
 /// What the daemon reports while it runs: readiness for health checks and systemd, a heartbeat
@@ -135,6 +142,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
             what: "consumer",
             source,
         })?;
+    check_topics(&consumer, &config)?;
     let topics: Vec<&str> = config
         .kafka
         .input_topics
@@ -151,12 +159,17 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
 
     let mut d = Daemon {
         policy: Arc::new(config.routing.clone()),
+        reader_settings: kafka::reader_settings(&config)?,
         config,
         producer,
         tracker,
         parts: BTreeMap::new(),
         owned: BTreeSet::new(),
         revoked: BTreeMap::new(),
+        snaps: HashMap::new(),
+        clock_sent: HashMap::new(),
+        seeking: BTreeSet::new(),
+        next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
         topic_names: HashMap::new(),
         out: Vec::new(),
         status: control.status,
@@ -177,6 +190,45 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
     Ok(status)
 }
 
+/// Every input topic, the assignments topic and the state topic must have the same number of
+/// partitions: input partition `p` owns output partition `p` and state partition `p`.
+fn check_topics(
+    consumer: &StreamConsumer<RebalanceContext>,
+    config: &Config,
+) -> Result<(), DaemonError> {
+    let k = &config.kafka;
+    let mut counts = Vec::new();
+    for topic in k
+        .input_topics
+        .iter()
+        .chain([&k.assignments_topic, &k.state_topic])
+    {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| DaemonError::Topics(format!("cannot read metadata of {topic}: {e}")))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if n == 0 {
+            return Err(DaemonError::Topics(format!(
+                "topic {topic} does not exist (omniroute does not create topics)"
+            )));
+        }
+        counts.push((topic.as_str(), n));
+    }
+    let (first, n) = counts[0];
+    if let Some((other, m)) = counts.iter().find(|(_, m)| *m != n) {
+        return Err(DaemonError::Topics(format!(
+            "{other} has {m} partitions and {first} has {n}: input, assignments and state topics \
+             must have the same partition count"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     consumed: u64,
@@ -186,11 +238,32 @@ struct Counts {
     produced: u64,
 }
 
+/// Snapshot progress of one partition.
+#[derive(Default)]
+struct SnapState {
+    /// When the last snapshot was taken.
+    taken_at: Option<Instant>,
+    /// Positions of the last snapshot whose every chunk is acknowledged (what is committed).
+    written: BTreeMap<String, i64>,
+    /// Taken, waiting for the outputs of the records it holds to be acknowledged.
+    waiting: Option<PendingSnapshot>,
+    /// Produced, waiting for its chunks' acknowledgements.
+    in_flight: Option<(u64, BTreeMap<String, i64>, Instant)>,
+}
+
+struct PendingSnapshot {
+    id: u64,
+    positions: BTreeMap<String, i64>,
+    bytes: Vec<u8>,
+}
+
 struct Daemon {
     config: Config,
     policy: Arc<Policy>,
     producer: Arc<Producer>,
     tracker: producer::SharedTracker,
+    /// Brokers and security for the recovery reader.
+    reader_settings: ClientConfig,
     /// Routing state per partition number (input topics are co-partitioned: one tenant, one
     /// partition number).
     parts: BTreeMap<i32, Partition>,
@@ -200,6 +273,12 @@ struct Daemon {
     /// rebalance revokes everything and then hands most of it straight back, and nobody else
     /// can have consumed in between, so their state is still exact.
     revoked: BTreeMap<i32, Partition>,
+    snaps: HashMap<i32, SnapState>,
+    /// When a clock record was last sent to each partition (one at a time is enough).
+    clock_sent: HashMap<i32, Instant>,
+    /// Partitions whose consumer position was moved back to the state's position.
+    seeking: BTreeSet<i32>,
+    next_snapshot_id: u64,
     /// Interned topic names for delivery tracking.
     topic_names: HashMap<String, Arc<str>>,
     /// Reused output buffer.
@@ -217,10 +296,63 @@ fn now_ms() -> Millis {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+fn now_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
 async fn next_reload(rx: &mut Option<mpsc::Receiver<Reload>>) -> Option<Reload> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What the recovery reader found for one partition.
+struct Found {
+    snapshot: Option<Vec<u8>>,
+    last_seq: Option<u64>,
+    /// First offset still kept on each input topic (where a replay without snapshot starts).
+    low: BTreeMap<String, i64>,
+}
+
+/// Reads a partition's latest snapshot and its output partition's last sequence number,
+/// retrying for a while: right after a broker restart the first reads can fail.
+async fn find_state(
+    config: &Config,
+    settings: &ClientConfig,
+    p: i32,
+) -> Result<Found, DaemonError> {
+    let k = config.kafka.clone();
+    let settings = settings.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (k2, s2) = (k.clone(), settings.clone());
+        let attempt = tokio::task::spawn_blocking(move || -> Result<Found, RecoveryError> {
+            let reader = recovery::Reader::new(&s2, Duration::from_secs(10))?;
+            let snapshot = reader.latest_snapshot(&k2.state_topic, p)?;
+            let last_seq = reader.last_seq(&k2.assignments_topic, p)?;
+            let mut low = BTreeMap::new();
+            for t in &k2.input_topics {
+                low.insert(t.clone(), reader.watermarks(t, p)?.0);
+            }
+            Ok(Found {
+                snapshot,
+                last_seq,
+                low,
+            })
+        })
+        .await;
+        match attempt {
+            Ok(Ok(found)) => return Ok(found),
+            Ok(Err(e)) if Instant::now() < deadline => {
+                tracing::warn!(partition = p, error = %e, "cannot read partition state yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(Err(e)) => return Err(DaemonError::Recovery(e)),
+            Err(e) => return Err(DaemonError::Topics(format!("recovery task failed: {e}"))),
+        }
     }
 }
 
@@ -233,11 +365,11 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let tick_interval = self.config.daemon.tick_interval;
         loop {
-            self.apply_changes(consumer);
+            self.apply_changes(consumer).await?;
             if let Some(e) = producer::lock(&self.tracker).failure() {
                 return Err(e.into());
             }
-            self.store_offsets(consumer);
+            self.snapshots(consumer, false).await?;
             self.housekeeping().await?;
 
             // Backpressure: too much unacknowledged output, stop reading until it drains.
@@ -248,14 +380,11 @@ impl Daemon {
                 }
             }
 
-            let now = now_ms();
             let wait = self
-                .parts
-                .values()
-                .filter_map(Partition::next_deadline)
-                .min()
-                .map_or(tick_interval, |d| {
-                    Duration::from_millis(d.saturating_sub(now)).min(tick_interval)
+                .next_clock_at()
+                .map_or(tick_interval, |at| {
+                    at.saturating_duration_since(Instant::now())
+                        .min(tick_interval)
                 })
                 // At least 1 ms, so that buffered records are served between timer rounds.
                 .max(Duration::from_millis(1));
@@ -268,13 +397,13 @@ impl Daemon {
                     Some(r) => self.reload(&r),
                     None => reload = None,
                 },
-                _ = timer => self.tick().await?,
+                _ = timer => self.send_clocks().await?,
                 m = consumer.recv() => match m {
                     Ok(msg) => {
                         // Owned, so the loop's future stays `Send` across the produce awaits.
                         let msg = msg.detach();
-                        self.apply_changes(consumer);
-                        self.process(&msg).await?;
+                        self.apply_changes(consumer).await?;
+                        self.process(consumer, &msg).await?;
                     }
                     Err(e) => {
                         let e = kafka::Error::Consume(e);
@@ -290,8 +419,12 @@ impl Daemon {
         }
     }
 
-    /// Applies ownership changes recorded by the rebalance callbacks.
-    fn apply_changes(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
+    /// Applies ownership changes recorded by the rebalance callbacks. A partition this
+    /// instance did not own right up to now is rebuilt before any of its records is routed.
+    async fn apply_changes(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+    ) -> Result<(), DaemonError> {
         for change in consumer.context().take_changes() {
             match change {
                 Change::Assigned(list) => {
@@ -301,15 +434,10 @@ impl Daemon {
                         if self.parts.contains_key(&p) {
                             continue;
                         }
-                        // The "assigned → build state" step; state comes back only when this
-                        // instance owned the partition right up to this assignment.
-                        let part = kept.remove(&p).unwrap_or_else(|| {
-                            Partition::build(
-                                p,
-                                self.policy.clone(),
-                                self.config.daemon.max_record_bytes,
-                            )
-                        });
+                        let part = match kept.remove(&p) {
+                            Some(part) => part,
+                            None => self.rebuild(p).await?,
+                        };
                         self.parts.insert(p, part);
                     }
                     // Partitions that went elsewhere: their state goes with them.
@@ -331,6 +459,13 @@ impl Daemon {
                             if let Some(part) = self.parts.remove(&p) {
                                 self.revoked.insert(p, part);
                             }
+                            // The tracker forgot the partition; snapshots restart cleanly.
+                            if let Some(s) = self.snaps.get_mut(&p) {
+                                s.waiting = None;
+                                s.in_flight = None;
+                            }
+                            self.clock_sent.remove(&p);
+                            self.seeking.remove(&p);
                         }
                     }
                     let n = self.owned.len();
@@ -343,18 +478,174 @@ impl Daemon {
                 }
             }
         }
+        Ok(())
     }
 
-    fn store_offsets(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
-        let ready = producer::lock(&self.tracker).take_committable();
-        for (topic, partition, offset) in ready {
-            if !self.owned.contains(&(topic.to_string(), partition)) {
-                continue;
+    /// The "partition assigned → rebuild state" step: latest snapshot, and what the output
+    /// partition already holds, so the replay produces only what is missing.
+    async fn rebuild(&mut self, p: i32) -> Result<Partition, DaemonError> {
+        let started = Instant::now();
+        let found = find_state(&self.config, &self.reader_settings, p).await?;
+        let max = self.config.daemon.max_record_bytes;
+        let restored = found.snapshot.as_ref().and_then(|bytes| {
+            Partition::restore(bytes, p, self.policy.clone(), max)
+                .inspect_err(|e| {
+                    tracing::error!(partition = p, error = %e, "snapshot unreadable; replaying the partition from its start")
+                })
+                .ok()
+        });
+        let snapshot_bytes = found.snapshot.as_ref().map_or(0, Vec::len);
+        let mut part = match restored {
+            Some(part) => part,
+            None => {
+                let mut part = Partition::build(p, self.policy.clone(), max);
+                // No snapshot: the state is the whole retained input. A new deployment that
+                // asked to start at the end starts there instead.
+                if self.config.kafka.start_from == StartFrom::Earliest {
+                    for (t, low) in &found.low {
+                        part.accept_gap(t, *low);
+                    }
+                }
+                part
             }
-            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
-                tracing::warn!(topic = &*topic, partition, offset, error = %e, "cannot store offset");
+        };
+        if let Some(last) = found.last_seq {
+            if last + 1 < part.next_seq() {
+                tracing::error!(
+                    partition = p,
+                    last_produced = last,
+                    snapshot_next = part.next_seq(),
+                    "output partition holds fewer outputs than the snapshot implies"
+                );
             }
         }
+        part.suppress_through(found.last_seq);
+        let secs = started.elapsed().as_secs_f64();
+        metrics::recovered(p, secs);
+        let written = part.positions().clone();
+        self.snaps.insert(
+            p,
+            SnapState {
+                written,
+                ..SnapState::default()
+            },
+        );
+        tracing::info!(
+            partition = p,
+            snapshot_bytes,
+            positions = ?part.positions(),
+            next_seq = part.next_seq(),
+            last_produced = ?found.last_seq,
+            seconds = secs,
+            "partition state rebuilt"
+        );
+        Ok(part)
+    }
+
+    /// Takes, writes and completes state snapshots. `force`: snapshot now whatever changed
+    /// (graceful stop).
+    async fn snapshots(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        force: bool,
+    ) -> Result<(), DaemonError> {
+        // Completed snapshots: their positions become the committed offsets.
+        let done = producer::lock(&self.tracker).take_snapshots();
+        for (p, id) in done {
+            let Some(s) = self.snaps.get_mut(&p) else {
+                continue;
+            };
+            let Some((want, positions, _)) = s.in_flight.take() else {
+                continue;
+            };
+            if want != id {
+                s.in_flight = Some((want, positions, Instant::now()));
+                continue;
+            }
+            for (topic, next) in &positions {
+                if *next > 0 && self.owned.contains(&(topic.clone(), p)) {
+                    if let Err(e) = consumer.store_offset(topic, p, next - 1) {
+                        tracing::warn!(topic, partition = p, offset = next - 1, error = %e, "cannot store offset");
+                    }
+                }
+            }
+            s.written = positions;
+        }
+        let every = self.config.daemon.snapshot_interval;
+        let mut ready = Vec::new();
+        for (&p, part) in &self.parts {
+            let s = self.snaps.entry(p).or_default();
+            if let Some((id, _, since)) = &s.in_flight {
+                // A chunk that failed leaves it incomplete for good; the next one replaces it.
+                if since.elapsed() > every.max(Duration::from_secs(30)) {
+                    tracing::warn!(
+                        partition = p,
+                        id,
+                        "snapshot not acknowledged; taking another"
+                    );
+                    s.in_flight = None;
+                } else {
+                    continue;
+                }
+            }
+            if s.waiting.is_none()
+                && part.positions() != &s.written
+                && (force || s.taken_at.is_none_or(|t| t.elapsed() >= every))
+            {
+                match part.encode_state() {
+                    Ok(bytes) => {
+                        self.next_snapshot_id += 1;
+                        s.waiting = Some(PendingSnapshot {
+                            id: self.next_snapshot_id,
+                            positions: part.positions().clone(),
+                            bytes,
+                        });
+                        s.taken_at = Some(Instant::now());
+                    }
+                    Err(e) => tracing::error!(partition = p, error = %e, "cannot encode state"),
+                }
+            }
+            // A snapshot may be written once the outputs of every record it holds are
+            // acknowledged: a snapshot must never claim outputs the broker does not have.
+            if let Some(w) = &s.waiting {
+                let t = producer::lock(&self.tracker);
+                let acked = w
+                    .positions
+                    .iter()
+                    .all(|(topic, next)| t.acked_through(topic, p, next - 1));
+                drop(t);
+                if acked {
+                    ready.push(p);
+                }
+            }
+        }
+        for p in ready {
+            let Some(s) = self.snaps.get_mut(&p) else {
+                continue;
+            };
+            let Some(w) = s.waiting.take() else { continue };
+            let chunks = recovery::chunks(&w.bytes, w.id);
+            let key = p.to_string();
+            producer::lock(&self.tracker).begin_snapshot(p, w.id, chunks.len() as u32);
+            s.in_flight = Some((w.id, w.positions, Instant::now()));
+            metrics::snapshot_written(p, w.bytes.len());
+            for (payload, headers) in chunks {
+                self.producer
+                    .send(Record {
+                        topic: &self.config.kafka.state_topic,
+                        partition: Some(p),
+                        key: Some(key.as_bytes()),
+                        payload: Some(payload),
+                        headers: Some(headers),
+                        effect: Effect::Snapshot {
+                            partition: p,
+                            id: w.id,
+                        },
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     fn source(&mut self, msg: &OwnedMessage) -> Source {
@@ -370,20 +661,82 @@ impl Daemon {
         (name, msg.partition(), msg.offset())
     }
 
-    /// decode → engine → encode → produce; the offset is stored once all of it is delivered.
-    async fn process(&mut self, msg: &OwnedMessage) -> Result<(), DaemonError> {
-        let src = self.source(msg);
+    /// admit → decode → engine → encode → produce; the snapshot that holds this record is
+    /// written once all of it is delivered.
+    async fn process(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        msg: &OwnedMessage,
+    ) -> Result<(), DaemonError> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let Some(part) = self.parts.get_mut(&partition) else {
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                "record of a partition not owned; skipped"
+            );
+            return Ok(());
+        };
+        match part.admit(topic, offset) {
+            Admit::Apply => {
+                self.seeking.remove(&partition);
+            }
+            Admit::Skip => {
+                metrics::replay_skipped();
+                return Ok(());
+            }
+            Admit::Gap { expected } => {
+                if self.seeking.insert(partition) {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        from = offset,
+                        to = expected,
+                        "consumer ahead of the partition state; seeking back"
+                    );
+                    match consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(expected),
+                        Duration::from_secs(5),
+                    ) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => tracing::warn!(topic, partition, error = %e, "seek failed"),
+                    }
+                }
+                // The records in between are gone (retention): route on from here.
+                tracing::error!(
+                    topic,
+                    partition,
+                    expected,
+                    offset,
+                    "input records missing; continuing without them"
+                );
+                self.seeking.remove(&partition);
+                part.accept_gap(topic, offset);
+            }
+        }
+        let src = self.source(msg);
         metrics::record_consumed(topic);
         self.counts.consumed += 1;
-        let policy = self.policy.clone();
-        let max = self.config.daemon.max_record_bytes;
-        let part = self
-            .parts
-            .entry(partition)
-            .or_insert_with(|| Partition::build(partition, policy, max));
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return Ok(());
+        };
         self.out.clear();
-        let outcome = part.process(now_ms(), msg.payload(), &mut self.out);
+        let outcome = part.apply(
+            Input {
+                topic,
+                offset,
+                timestamp: msg
+                    .timestamp()
+                    .to_millis()
+                    .and_then(|t| u64::try_from(t).ok()),
+                key: msg.key(),
+                payload: msg.payload(),
+            },
+            &mut self.out,
+        );
         match outcome {
             Outcome::DeadLetter(e) => {
                 tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "record dead-lettered");
@@ -394,10 +747,11 @@ impl Daemon {
                 self.producer
                     .send(Record {
                         topic: &self.config.kafka.dlq_topic,
+                        partition: None,
                         key: msg.key(),
                         payload: msg.payload(),
                         headers: Some(headers),
-                        source: Some(src),
+                        effect: Effect::Of(src),
                     })
                     .await?;
                 return Ok(());
@@ -408,24 +762,40 @@ impl Daemon {
             }
             Outcome::Routed { .. } => self.counts.routed += 1,
         }
-        let n = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
-        producer::lock(&self.tracker).begin(&src, n);
-        self.produce_outputs(Some(src)).await
+        self.produce_outputs(partition, src).await
     }
 
-    /// Produces `self.out` to the assignments topic, keyed by tenant.
-    async fn produce_outputs(&mut self, source: Option<Source>) -> Result<(), DaemonError> {
+    /// Produces `self.out` to output partition `partition`, keyed by tenant, each with its
+    /// sequence number; outputs an earlier owner already produced are skipped.
+    async fn produce_outputs(&mut self, partition: i32, src: Source) -> Result<(), DaemonError> {
         let outputs = std::mem::take(&mut self.out);
-        for o in &outputs {
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return Ok(());
+        };
+        let (first, keep) = part.sequence(outputs.len());
+        let produce: Vec<(u64, &Output)> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (first + i as u64, o))
+            .filter(|(seq, _)| keep(*seq))
+            .collect();
+        let skipped = (outputs.len() - produce.len()) as u64;
+        if skipped > 0 {
+            metrics::suppressed(skipped);
+        }
+        producer::lock(&self.tracker).begin(&src, produce.len() as u32);
+        for (seq, o) in produce {
             let payload = serde_json::to_vec(o)?;
             let tenant = partition::output_tenant(o);
+            let headers = recovery::output_headers(seq, &src.0, src.1, src.2);
             self.producer
                 .send(Record {
                     topic: &self.config.kafka.assignments_topic,
+                    partition: Some(partition),
                     key: Some(tenant.as_bytes()),
                     payload: Some(&payload),
-                    headers: None,
-                    source: source.clone(),
+                    headers: Some(headers),
+                    effect: Effect::Of(src.clone()),
                 })
                 .await?;
             metrics::produced(partition::output_type(o));
@@ -439,15 +809,54 @@ impl Daemon {
         Ok(())
     }
 
-    /// Fires due engine timers (offer timeouts, wrap-up ends, relaxation).
-    async fn tick(&mut self) -> Result<(), DaemonError> {
+    /// When the next clock record is due: the earliest engine timer, but not sooner than
+    /// `tick_interval` after the last clock record sent to that partition.
+    fn next_clock_at(&self) -> Option<Instant> {
+        let (now_wall, now) = (now_ms(), Instant::now());
+        let resend = self.config.daemon.tick_interval;
+        self.parts
+            .iter()
+            .filter_map(|(p, part)| {
+                let due = part.next_deadline()?;
+                let at = now + Duration::from_millis(due.saturating_sub(now_wall));
+                Some(match self.clock_sent.get(p) {
+                    Some(sent) => at.max(*sent + resend),
+                    None => at,
+                })
+            })
+            .min()
+    }
+
+    /// Timers are not fired from the wall clock directly: a clock record goes into the
+    /// partition, and the timers fire when it is consumed, at its place in the input, so that
+    /// a replay fires them at the same place.
+    async fn send_clocks(&mut self) -> Result<(), DaemonError> {
         let now = now_ms();
-        self.out.clear();
-        for p in self.parts.values_mut() {
-            p.tick(now, &mut self.out);
+        let resend = self.config.daemon.tick_interval;
+        let due: Vec<i32> = self
+            .parts
+            .iter()
+            .filter(|(p, part)| {
+                part.next_deadline().is_some_and(|d| d <= now)
+                    && self.clock_sent.get(p).is_none_or(|t| t.elapsed() >= resend)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let payload = recovery::clock_payload(now);
+        for p in due {
+            self.clock_sent.insert(p, Instant::now());
+            self.producer
+                .send(Record {
+                    topic: &self.config.kafka.input_topics[0],
+                    partition: Some(p),
+                    key: Some(recovery::CLOCK_KEY),
+                    payload: Some(&payload),
+                    headers: None,
+                    effect: Effect::Free,
+                })
+                .await?;
         }
-        // Effects of the clock, not of a record: no offset waits for them.
-        self.produce_outputs(None).await
+        Ok(())
     }
 
     fn reload(&mut self, r: &Reload) {
@@ -458,6 +867,11 @@ impl Daemon {
                     p.set_policy(policy.clone());
                 }
                 self.policy = policy.clone();
+                // The reload is not in the input: snapshot soon, so a replay after a crash
+                // applies the new policy only to records that came after it.
+                for s in self.snaps.values_mut() {
+                    s.taken_at = None;
+                }
                 metrics::reload(true);
                 tracing::info!(path = %r.path.display(), "routing policy reloaded");
                 self.publish_status(|s| {
@@ -518,10 +932,11 @@ impl Daemon {
                 self.producer
                     .send(Record {
                         topic: &self.config.kafka.sla_topic,
+                        partition: None,
                         key: Some(tenant.as_bytes()),
                         payload: Some(&payload),
                         headers: None,
-                        source: None,
+                        effect: Effect::Free,
                     })
                     .await?;
             }
@@ -536,23 +951,21 @@ impl Daemon {
         });
     }
 
-    /// Graceful stop: nothing new is read; flush what was produced, store and commit offsets.
+    /// Graceful stop: nothing new is read; flush what was produced, write a last snapshot of
+    /// every partition, commit its offsets. The next owner then starts exactly here.
     async fn stop(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
     ) -> Result<(), DaemonError> {
         let timeout = self.config.daemon.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
         tracing::info!(timeout = ?timeout, in_flight = self.producer.in_flight(), "stopping: flushing output");
-        let p = self.producer.clone();
-        let flushed = tokio::task::spawn_blocking(move || p.flush(timeout)).await;
-        match flushed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "flush incomplete; unacknowledged records will be consumed again")
-            }
-            Err(e) => tracing::warn!(error = %e, "flush task failed"),
+        self.flush(deadline).await;
+        if producer::lock(&self.tracker).failure().is_none() {
+            self.snapshots(consumer, true).await?;
+            self.flush(deadline).await;
+            self.snapshots(consumer, false).await?;
         }
-        self.store_offsets(consumer);
         let delivery_failure = producer::lock(&self.tracker).failure();
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => tracing::info!("offsets committed"),
@@ -575,6 +988,19 @@ impl Daemon {
         match delivery_failure {
             Some(e) => Err(e.into()),
             None => Ok(()),
+        }
+    }
+
+    /// Waits until everything produced is acknowledged, or `deadline`.
+    async fn flush(&self, deadline: Instant) {
+        let p = self.producer.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::task::spawn_blocking(move || p.flush(left)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "flush incomplete; the next owner replays from the last snapshot")
+            }
+            Err(e) => tracing::warn!(error = %e, "flush task failed"),
         }
     }
 }

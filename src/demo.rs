@@ -531,6 +531,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     for (topic, partitions) in [
         (EVENTS, 4),
         (ASSIGNMENTS, 4),
+        ("omniroute.state", 4),
         ("omniroute.sla", 1),
         ("omniroute.dlq", 1),
     ] {
@@ -548,6 +549,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             assignments_topic: ASSIGNMENTS.into(),
             sla_topic: "omniroute.sla".into(),
             dlq_topic: "omniroute.dlq".into(),
+            state_topic: "omniroute.state".into(),
             start_from: crate::config::StartFrom::Earliest,
             security: Default::default(),
             client,

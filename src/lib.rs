@@ -11,7 +11,10 @@
 //! - [`demo`]: `omniroute demo`, the daemon against an in-process Kafka with a live table.
 //! - [`kafka`]: client settings, producer with delivery tracking and backpressure, rebalance
 //!   hand-over, dead-letter headers.
-//! - [`partition`]: one input partition's routing state (tenant → engine) and record handling.
+//! - [`partition`]: one input partition's routing state (tenant → engine) and record handling,
+//!   with engine time taken from the records; its snapshot format.
+//! - [`recovery`]: exactly-once effects across crashes: clock records, output sequence numbers,
+//!   chunked snapshots on the state topic, and reading back what was produced.
 //! - [`metrics`]: metric names and helpers.
 //! - [`telemetry`]: log setup (`tracing`, human or JSON, `RUST_LOG`).
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on a tiny HTTP/1.1 responder.
@@ -36,6 +39,7 @@ pub mod memprobe;
 pub mod metrics;
 pub mod partition;
 pub mod passthrough;
+pub mod recovery;
 pub mod sim;
 pub mod systemd;
 pub mod telemetry;

@@ -1,16 +1,36 @@
 //! One input partition's routing state: the engines of the tenants (routing domains) keyed to it.
 //!
 //! A tenant lives on exactly one partition, so the engines of a partition are owned by whoever
-//! owns the partition: built when it is assigned, dropped when it is revoked. Kafka I/O stays in
-//! the daemon; this module turns one record into the records to produce.
+//! owns the partition: rebuilt from its latest snapshot when it is assigned, dropped when it is
+//! revoked. Kafka I/O stays in the daemon; this module turns one record into the records to
+//! produce, deterministically: engine time comes from the records themselves (their timestamps
+//! and the clock records, see [`crate::recovery`]), never from the wall clock, so a replay of the
+//! partition gives the same outputs with the same sequence numbers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineStats, Output, Policy, SlaSnapshot};
 use crate::event::{self, DecodeError, Millis};
 use crate::metrics;
+use crate::recovery;
+
+/// Snapshot format version; a snapshot of another version is not loaded.
+const STATE_FORMAT: u32 = 1;
+
+/// One input record as the partition sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub topic: &'a str,
+    pub offset: i64,
+    /// The record's Kafka timestamp (epoch ms), when it has one.
+    pub timestamp: Option<Millis>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
 
 /// What one input record became.
 #[derive(Debug)]
@@ -36,6 +56,47 @@ pub struct Partition {
     /// the next wake-up without scanning all tenants. `deadlines` is the same, by tenant.
     timers: BTreeSet<(Millis, String)>,
     deadlines: HashMap<String, Millis>,
+    /// Engine time: the latest record timestamp or clock value seen on this partition.
+    clock: Millis,
+    /// Sequence number of the next output of this partition (header `omniroute.seq`).
+    out_seq: u64,
+    /// Per input topic, the offset of the next record to apply: earlier ones are in the state.
+    positions: BTreeMap<String, i64>,
+    /// Outputs up to this sequence number were already produced by an earlier owner: a replay
+    /// regenerates them but must not produce them again.
+    suppress_through: Option<u64>,
+}
+
+/// What a snapshot holds (bincode). `engines` borrowed when writing, owned when reading.
+#[derive(Serialize)]
+struct StateRef<'a> {
+    format: u32,
+    partition: i32,
+    clock: Millis,
+    out_seq: u64,
+    positions: &'a BTreeMap<String, i64>,
+    engines: Vec<&'a Engine>,
+}
+
+#[derive(Deserialize)]
+struct StateOwned {
+    format: u32,
+    partition: i32,
+    clock: Millis,
+    out_seq: u64,
+    positions: BTreeMap<String, i64>,
+    engines: Vec<Engine>,
+}
+
+/// Where an input record stands relative to the partition's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// The next record: apply it.
+    Apply,
+    /// Already in the state (replayed from before the snapshot): skip it.
+    Skip,
+    /// Records between the state and this one are missing: the consumer must seek back.
+    Gap { expected: i64 },
 }
 
 struct OpenOffer {
@@ -46,8 +107,7 @@ struct OpenOffer {
 }
 
 impl Partition {
-    /// The "partition assigned → build state" step. State starts empty today; rebuilding a
-    /// partition's engines from snapshots plugs in here, before the partition routes.
+    /// An empty partition state: no snapshot, nothing applied yet.
     pub fn build(id: i32, policy: Arc<Policy>, max_record_bytes: usize) -> Self {
         Partition {
             id,
@@ -57,14 +117,144 @@ impl Partition {
             open_offers: HashMap::new(),
             timers: BTreeSet::new(),
             deadlines: HashMap::new(),
+            clock: 0,
+            out_seq: 0,
+            positions: BTreeMap::new(),
+            suppress_through: None,
         }
+    }
+
+    /// The state as snapshot bytes (bincode).
+    pub fn encode_state(&self) -> Result<Vec<u8>, String> {
+        let state = StateRef {
+            format: STATE_FORMAT,
+            partition: self.id,
+            clock: self.clock,
+            out_seq: self.out_seq,
+            positions: &self.positions,
+            engines: self.engines.values().collect(),
+        };
+        bincode::serde::encode_to_vec(&state, bincode::config::standard())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A partition rebuilt from snapshot bytes; engines whose policy differs from `policy` (a
+    /// reload since) take `policy`.
+    pub fn restore(
+        bytes: &[u8],
+        id: i32,
+        policy: Arc<Policy>,
+        max_record_bytes: usize,
+    ) -> Result<Self, String> {
+        let (state, _): (StateOwned, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| e.to_string())?;
+        if state.format != STATE_FORMAT {
+            return Err(format!(
+                "snapshot format {} (this build reads {STATE_FORMAT})",
+                state.format
+            ));
+        }
+        if state.partition != id {
+            return Err(format!(
+                "snapshot of partition {}, not {id}",
+                state.partition
+            ));
+        }
+        let mut p = Partition::build(id, policy.clone(), max_record_bytes);
+        p.clock = state.clock;
+        p.out_seq = state.out_seq;
+        p.positions = state.positions;
+        for mut e in state.engines {
+            // Only a real change re-sets the policy: setting it schedules a sweep of every
+            // agent, which the uninterrupted run did not do.
+            if **e.policy() != *policy {
+                e.set_policy(policy.clone());
+            }
+            p.engines.insert(e.tenant().to_string(), e);
+        }
+        let tenants: Vec<String> = p.engines.keys().cloned().collect();
+        for t in tenants {
+            p.reschedule(&t);
+        }
+        Ok(p)
     }
 
     pub fn id(&self) -> i32 {
         self.id
     }
 
-    /// Decodes one record and drives its tenant's engine.
+    /// Per input topic, the next offset to apply.
+    pub fn positions(&self) -> &BTreeMap<String, i64> {
+        &self.positions
+    }
+
+    /// Engine time of this partition.
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    /// Sequence number the next output will get.
+    pub fn next_seq(&self) -> u64 {
+        self.out_seq
+    }
+
+    /// Outputs up to `seq` are already on the output partition: do not produce them again.
+    pub fn suppress_through(&mut self, seq: Option<u64>) {
+        self.suppress_through = seq;
+    }
+
+    /// Hands out sequence numbers for `n` new outputs; returns the first and whether each
+    /// must be produced (`false`: an earlier owner already did).
+    pub fn sequence(&mut self, n: usize) -> (u64, impl Fn(u64) -> bool) {
+        let first = self.out_seq;
+        self.out_seq += n as u64;
+        let through = self.suppress_through;
+        (first, move |seq| through.is_none_or(|t| seq > t))
+    }
+
+    /// Where a record stands relative to the state.
+    pub fn admit(&self, topic: &str, offset: i64) -> Admit {
+        match self.positions.get(topic) {
+            None => Admit::Apply,
+            Some(&next) if offset == next => Admit::Apply,
+            Some(&next) if offset < next => Admit::Skip,
+            Some(&next) => Admit::Gap { expected: next },
+        }
+    }
+
+    /// Accepts a gap (the missing records are gone for good): routing goes on from `offset`.
+    pub fn accept_gap(&mut self, topic: &str, offset: i64) {
+        self.positions.insert(topic.to_string(), offset);
+    }
+
+    /// Applies one record: a clock record fires timers, anything else is decoded and drives
+    /// its tenant's engine. The caller has checked [`Partition::admit`].
+    pub fn apply(&mut self, input: Input<'_>, out: &mut Vec<Output>) -> Outcome {
+        self.positions
+            .insert(input.topic.to_string(), input.offset + 1);
+        if let Some(ts) = input.timestamp {
+            self.clock = self.clock.max(ts);
+        }
+        if input.key == Some(recovery::CLOCK_KEY) {
+            return match recovery::clock_value(input.payload) {
+                Some(at) => {
+                    self.clock = self.clock.max(at);
+                    self.tick(self.clock, out);
+                    Outcome::Routed {
+                        event_type: "omniroute.clock",
+                    }
+                }
+                None => Outcome::DeadLetter(DecodeError::InvalidValue(
+                    "clock record without a time".into(),
+                )),
+            };
+        }
+        let now = self.clock;
+        self.process(now, input.payload, out)
+    }
+
+    /// Decodes one record and drives its tenant's engine at `now`.
     pub fn process(
         &mut self,
         now: Millis,
@@ -336,5 +526,110 @@ mod tests {
             .collect();
         assert_eq!(withdrawn, ["early"]);
         assert!(p.next_deadline().is_some_and(|d| d > 31_000));
+    }
+
+    /// A small workload as (offset, timestamp, key, payload) records, clock records included.
+    fn records() -> Vec<(i64, Millis, Vec<u8>, Vec<u8>)> {
+        let mut v: Vec<(Millis, &[u8], String)> = Vec::new();
+        for (i, t) in ["a", "b"].iter().enumerate() {
+            let at = 1_000 + i as u64;
+            v.push((at, t.as_bytes(), format!(r#"{{"type":"agent.profile","id":"p{t}","tenant":"{t}","ts":{at},"agent_id":"x","languages":["es"]}}"#)));
+            v.push((at, t.as_bytes(), format!(r#"{{"type":"agent.state","id":"s{t}","tenant":"{t}","ts":{at},"agent_id":"x","state":"available"}}"#)));
+        }
+        for c in 0..6u64 {
+            let t = if c % 2 == 0 { "a" } else { "b" };
+            let at = 2_000 + c * 100;
+            v.push((at, t.as_bytes(), format!(r#"{{"type":"contact.created","id":"c{c}","tenant":"{t}","ts":{at},"contact_id":"c{c}","channel":"voice","customer_id":"k{c}","language":"es"}}"#)));
+        }
+        // Clock records far enough on for voice offers (20 s) to time out and be offered again.
+        v.push((25_000, recovery::CLOCK_KEY, "25000".into()));
+        v.push((50_000, recovery::CLOCK_KEY, "50000".into()));
+        v.into_iter()
+            .enumerate()
+            .map(|(o, (ts, k, p))| (o as i64, ts, k.to_vec(), p.into_bytes()))
+            .collect()
+    }
+
+    fn run(p: &mut Partition, recs: &[(i64, Millis, Vec<u8>, Vec<u8>)]) -> Vec<(u64, Output)> {
+        let mut all = Vec::new();
+        for (offset, ts, key, payload) in recs {
+            if p.admit("in", *offset) != Admit::Apply {
+                continue;
+            }
+            let mut out = Vec::new();
+            p.apply(
+                Input {
+                    topic: "in",
+                    offset: *offset,
+                    timestamp: Some(*ts),
+                    key: Some(key),
+                    payload: Some(payload),
+                },
+                &mut out,
+            );
+            let (first, keep) = p.sequence(out.len());
+            for (i, o) in out.into_iter().enumerate() {
+                let seq = first + i as u64;
+                if keep(seq) {
+                    all.push((seq, o));
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn snapshot_and_replay_give_the_uninterrupted_outputs_once() {
+        let recs = records();
+        let policy = Arc::new(Policy::default());
+        let mut whole = Partition::build(0, policy.clone(), 4096);
+        let expected = run(&mut whole, &recs);
+        let withdrawn = expected
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::OfferWithdrawn(_)))
+            .count();
+        assert!(withdrawn >= 2, "clock records fire timeouts: {expected:?}");
+        assert_eq!(
+            expected.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (0..expected.len() as u64).collect::<Vec<_>>()
+        );
+
+        // A crash after record `cut`, with the outputs up to `produced` on the broker and the
+        // last snapshot taken after record `snap`.
+        for (snap, cut) in [(3usize, 9usize), (0, 12), (8, 8), (10, 12)] {
+            let mut first = Partition::build(0, policy.clone(), 4096);
+            let mut produced = run(&mut first, &recs[..snap]);
+            let bytes = first.encode_state().expect("encode");
+            produced.extend(run(&mut first, &recs[snap..cut]));
+            let last_seq = produced.last().map(|(s, _)| *s);
+
+            let mut second = Partition::restore(&bytes, 0, policy.clone(), 4096).expect("restore");
+            assert_eq!(
+                second.positions().get("in"),
+                Some(&(snap as i64)).filter(|_| snap > 0)
+            );
+            second.suppress_through(last_seq);
+            // The consumer starts at the committed offset, at or before the snapshot.
+            let rest = run(&mut second, &recs);
+            let mut seen = produced.clone();
+            seen.extend(rest);
+            assert_eq!(seen, expected, "snapshot after {snap}, crash after {cut}");
+        }
+    }
+
+    #[test]
+    fn admit_skips_what_the_state_holds_and_reports_gaps() {
+        let mut p = Partition::build(0, Arc::new(Policy::default()), 4096);
+        assert_eq!(p.admit("in", 5), Admit::Apply, "no position yet");
+        p.accept_gap("in", 3);
+        assert_eq!(p.admit("in", 2), Admit::Skip);
+        assert_eq!(p.admit("in", 3), Admit::Apply);
+        assert_eq!(p.admit("in", 7), Admit::Gap { expected: 3 });
+        assert!(Partition::restore(b"garbage", 0, Arc::new(Policy::default()), 4096).is_err());
+        let bytes = p.encode_state().expect("encode");
+        assert!(
+            Partition::restore(&bytes, 1, Arc::new(Policy::default()), 4096).is_err(),
+            "another partition's snapshot"
+        );
     }
 }

@@ -328,11 +328,13 @@ impl Engine {
         self.timers.next_due()
     }
 
+    /// SLA figures as of `now`. Does not move the engine's clock: snapshots are taken at
+    /// wall-clock moments that a replay of the input does not see, so they must not change
+    /// routing.
     pub fn sla_snapshot(&mut self, now: Millis) -> Vec<SlaSnapshot> {
-        self.now = self.now.max(now);
+        let now = self.now.max(now);
         let live = self.live_view();
-        self.sla
-            .snapshot(self.now, &self.tenant, &self.policy, &live)
+        self.sla.snapshot(now, &self.tenant, &self.policy, &live)
     }
 
     pub fn stats(&self) -> EngineStats {

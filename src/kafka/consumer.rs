@@ -3,8 +3,9 @@
 //! librdkafka calls the rebalance callbacks on the thread that polls the consumer, which is the
 //! daemon's own loop; so the callbacks only record what changed, and the loop applies it after
 //! the poll returns. The one thing that must happen inside the callback is handing over a revoked
-//! partition cleanly: flush what was produced for it and store its last fully delivered offset,
-//! so that librdkafka's commit-on-revoke carries it to the next owner.
+//! partition cleanly: flush what was produced for it, so that the next owner, which reads the
+//! output partition back to learn what was already produced, sees all of it; and commit the
+//! offset of the last acknowledged snapshot (stored by the daemon as snapshots complete).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,11 +87,6 @@ impl ConsumerContext for RebalanceContext {
             let tracker = self.producer.tracker().clone();
             let mut t = producer::lock(&tracker);
             for (topic, partition) in &revoked {
-                if let Some(offset) = t.committable_for(topic, *partition) {
-                    if let Err(e) = consumer.store_offset(topic, *partition, offset) {
-                        tracing::warn!(topic, partition, offset, error = %e, "cannot store offset at revoke");
-                    }
-                }
                 t.forget(topic, *partition);
             }
             drop(t);

@@ -1,10 +1,11 @@
 //! Kafka at the edge: client settings, the producer with delivery tracking and backpressure,
 //! the consumer's rebalance handling, and dead letters.
 //!
-//! Offsets: `enable.auto.offset.store=false`. An input record's offset is stored only once every
-//! record produced because of it (outputs or its dead letter) — and of every earlier record of
-//! the partition — is acknowledged by the brokers ([`producer::Tracker`]). librdkafka commits
-//! stored offsets periodically and on revoke; the daemon commits once more on shutdown.
+//! Offsets: `enable.auto.offset.store=false`. The daemon stores an offset only when a state
+//! snapshot holding every record up to it is acknowledged, and a snapshot is written only once
+//! every record produced because of the records it holds (outputs or dead letters) is
+//! acknowledged ([`producer::Tracker`]). librdkafka commits stored offsets periodically and on
+//! revoke; the daemon commits once more on shutdown.
 
 pub mod consumer;
 pub mod dlq;
@@ -118,12 +119,21 @@ pub fn consumer_settings(config: &Config) -> Result<ClientConfig, Error> {
     )
 }
 
-/// Producer settings: acknowledged by all in-sync replicas, bounded local queue.
+/// Settings of the recovery reader: brokers, security and the pass-through table; the reader
+/// sets its own consumer keys.
+pub fn reader_settings(config: &Config) -> Result<ClientConfig, Error> {
+    base_settings(config, &[])
+}
+
+/// Producer settings: acknowledged by all in-sync replicas, idempotent (no duplicates or
+/// reordering on retries: the output stream's order is what recovery reads back), bounded
+/// local queue.
 pub fn producer_settings(config: &Config) -> Result<ClientConfig, Error> {
     base_settings(
         config,
         &[
             ("acks", "all".into()),
+            ("enable.idempotence", "true".into()),
             ("linger.ms", "5".into()),
             (
                 "queue.buffering.max.messages",

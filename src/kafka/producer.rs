@@ -19,6 +19,17 @@ use crate::metrics;
 /// An input record: (topic, partition, offset).
 pub type Source = (Arc<str>, i32, i64);
 
+/// What a produced record's acknowledgement means to the daemon.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// An effect of this input record: its offset waits for the acknowledgement.
+    Of(Source),
+    /// One chunk of a state snapshot of input partition `partition`.
+    Snapshot { partition: i32, id: u64 },
+    /// Nothing waits for it (SLA snapshots, clock records).
+    Free,
+}
+
 /// Tracks, per input partition, which consumed records still wait for deliveries, so that only
 /// offsets whose effects are all acknowledged get stored.
 #[derive(Debug, Default)]
@@ -26,6 +37,10 @@ pub struct Tracker {
     parts: HashMap<(Arc<str>, i32), PartTrack>,
     /// First delivery that failed for good; the daemon stops on it (its offset must not pass).
     failed: Option<(String, String)>,
+    /// Snapshot chunks still unacknowledged, by (input partition, snapshot id).
+    snapshots: HashMap<(i32, u64), u32>,
+    /// Snapshots wholly acknowledged since the last [`Tracker::take_snapshots`].
+    snapshots_done: Vec<(i32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -36,8 +51,6 @@ struct PartTrack {
     /// this owner consumed is ever stored.
     first_seen: Option<i64>,
     last_seen: Option<i64>,
-    /// Highest offset already returned by [`Tracker::take_committable`].
-    stored: Option<i64>,
 }
 
 impl Tracker {
@@ -63,6 +76,56 @@ impl Tracker {
         }
     }
 
+    /// A snapshot of `chunks` records was queued.
+    pub fn begin_snapshot(&mut self, partition: i32, id: u64, chunks: u32) {
+        self.snapshots.insert((partition, id), chunks);
+    }
+
+    fn ack_snapshot(&mut self, partition: i32, id: u64) {
+        if let Some(n) = self.snapshots.get_mut(&(partition, id)) {
+            *n -= 1;
+            if *n == 0 {
+                self.snapshots.remove(&(partition, id));
+                self.snapshots_done.push((partition, id));
+            }
+        }
+    }
+
+    /// A snapshot chunk failed: that snapshot never completes (the next one will).
+    fn fail_snapshot(&mut self, partition: i32, id: u64) {
+        self.snapshots.remove(&(partition, id));
+    }
+
+    /// Snapshots whose every chunk is acknowledged, since the last call.
+    pub fn take_snapshots(&mut self) -> Vec<(i32, u64)> {
+        std::mem::take(&mut self.snapshots_done)
+    }
+
+    /// The highest offset of `topic`/`partition` such that it and every earlier record this
+    /// owner consumed are fully delivered (without marking anything stored).
+    pub fn done_through(&self, topic: &str, partition: i32) -> Option<i64> {
+        let p = self
+            .parts
+            .iter()
+            .find(|((t, q), _)| &**t == topic && *q == partition)
+            .map(|(_, p)| p)?;
+        let (first, last) = (p.first_seen?, p.last_seen?);
+        let done = match p.pending.keys().next() {
+            Some(pending) => pending - 1,
+            None => last,
+        };
+        (done >= first).then_some(done)
+    }
+
+    /// True when no record of `topic`/`partition` up to `offset` waits for a delivery.
+    pub fn acked_through(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.parts
+            .iter()
+            .find(|((t, q), _)| &**t == topic && *q == partition)
+            .and_then(|(_, p)| p.pending.keys().next())
+            .is_none_or(|first_pending| *first_pending > offset)
+    }
+
     pub fn fail(&mut self, topic: &str, message: String) {
         if self.failed.is_none() {
             self.failed = Some((topic.to_string(), message));
@@ -76,34 +139,6 @@ impl Tracker {
                 topic: topic.clone(),
                 message: message.clone(),
             })
-    }
-
-    /// Offsets that became safe to store since the last call: for each partition, the highest
-    /// offset such that it and every earlier record are fully delivered.
-    pub fn take_committable(&mut self) -> Vec<Source> {
-        let mut out = Vec::new();
-        for ((topic, partition), p) in &mut self.parts {
-            let (Some(first), Some(last)) = (p.first_seen, p.last_seen) else {
-                continue;
-            };
-            let done = match p.pending.keys().next() {
-                Some(pending) => pending - 1,
-                None => last,
-            };
-            if done >= first && p.stored.is_none_or(|s| done > s) {
-                p.stored = Some(done);
-                out.push((topic.clone(), *partition, done));
-            }
-        }
-        out
-    }
-
-    /// Like [`take_committable`](Self::take_committable) for one partition only.
-    pub fn committable_for(&mut self, topic: &str, partition: i32) -> Option<i64> {
-        self.take_committable()
-            .into_iter()
-            .find(|(t, p, _)| &**t == topic && *p == partition)
-            .map(|(_, _, o)| o)
     }
 
     /// Forget a partition (revoked): its pending records will be consumed again by the next
@@ -138,21 +173,25 @@ pub struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Option<Source>>;
+    type DeliveryOpaque = Box<Effect>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, source: Self::DeliveryOpaque) {
-        match result {
-            Ok(_) => {
-                if let Some(s) = *source {
-                    lock(&self.tracker).ack(&s);
-                }
+    fn delivery(&self, result: &DeliveryResult<'_>, effect: Self::DeliveryOpaque) {
+        match (result, *effect) {
+            (Ok(_), Effect::Of(s)) => lock(&self.tracker).ack(&s),
+            (Ok(_), Effect::Snapshot { partition, id }) => {
+                lock(&self.tracker).ack_snapshot(partition, id)
             }
-            Err((e, msg)) => {
+            (Ok(_), Effect::Free) => {}
+            (Err((e, msg)), effect) => {
                 let topic = msg.topic().to_string();
                 metrics::produce_error(&topic);
                 tracing::error!(topic, error = %e, "delivery failed");
-                if source.is_some() {
-                    lock(&self.tracker).fail(&topic, e.to_string());
+                match effect {
+                    Effect::Of(_) => lock(&self.tracker).fail(&topic, e.to_string()),
+                    Effect::Snapshot { partition, id } => {
+                        lock(&self.tracker).fail_snapshot(partition, id)
+                    }
+                    Effect::Free => {}
                 }
             }
         }
@@ -168,11 +207,13 @@ pub struct Producer {
 /// One record to produce.
 pub struct Record<'a> {
     pub topic: &'a str,
+    /// An explicit partition; `None` lets the partitioner hash the key.
+    pub partition: Option<i32>,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
     pub headers: Option<OwnedHeaders>,
-    /// The input record this one is an effect of; `None` for effects of the clock.
-    pub source: Option<Source>,
+    /// What waits for its acknowledgement.
+    pub effect: Effect,
 }
 
 impl Producer {
@@ -195,7 +236,10 @@ impl Producer {
     /// Queues one record. When librdkafka's queue is full, waits for room (backpressure) instead
     /// of dropping: the consumer does not advance meanwhile.
     pub async fn send(&self, r: Record<'_>) -> Result<(), Error> {
-        let mut rec = BaseRecord::with_opaque_to(r.topic, Box::new(r.source));
+        let mut rec = BaseRecord::with_opaque_to(r.topic, Box::new(r.effect));
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
         if let Some(k) = r.key {
             rec = rec.key(k);
         }
@@ -242,30 +286,50 @@ mod tests {
     }
 
     #[test]
-    fn offsets_advance_only_past_fully_delivered_records() {
+    fn offsets_are_done_only_past_fully_delivered_records() {
         let mut t = Tracker::default();
         t.begin(&src(10), 2);
         t.begin(&src(11), 0);
         t.begin(&src(12), 1);
-        assert_eq!(t.take_committable(), vec![]);
+        assert_eq!(t.done_through("in", 0), None);
         t.ack(&src(12));
-        assert_eq!(t.take_committable(), vec![], "10 still pending");
+        assert_eq!(t.done_through("in", 0), None, "10 still pending");
         t.ack(&src(10));
-        assert_eq!(t.take_committable(), vec![], "10 has a second output");
+        assert_eq!(t.done_through("in", 0), None, "10 has a second output");
         t.ack(&src(10));
-        assert_eq!(t.take_committable(), vec![src(12)]);
-        assert_eq!(t.take_committable(), vec![], "nothing new");
-        t.begin(&src(13), 0);
-        assert_eq!(t.committable_for("in", 0), Some(13));
-        assert_eq!(t.pending(), 0);
+        assert_eq!(t.done_through("in", 0), Some(12));
+        t.begin(&src(13), 1);
+        assert_eq!(t.done_through("in", 0), Some(12), "13 pending");
+        assert_eq!(t.pending(), 1);
+        assert_eq!(t.done_through("in", 1), None, "another partition");
+        assert!(t.acked_through("in", 0, 12));
+        assert!(!t.acked_through("in", 0, 13));
+        assert!(t.acked_through("in", 1, 99), "nothing begun there");
     }
 
     #[test]
     fn a_record_without_outputs_is_done_at_once() {
         let mut t = Tracker::default();
         t.begin(&src(0), 0);
-        assert_eq!(t.take_committable(), vec![src(0)]);
+        assert_eq!(t.done_through("in", 0), Some(0));
         t.forget("in", 0);
-        assert!(t.take_committable().is_empty());
+        assert_eq!(t.done_through("in", 0), None);
+    }
+
+    #[test]
+    fn a_snapshot_is_done_when_every_chunk_is_acknowledged() {
+        let mut t = Tracker::default();
+        t.begin_snapshot(3, 7, 2);
+        t.ack_snapshot(3, 7);
+        assert!(t.take_snapshots().is_empty());
+        t.ack_snapshot(3, 7);
+        assert_eq!(t.take_snapshots(), vec![(3, 7)]);
+        t.begin_snapshot(3, 8, 2);
+        t.fail_snapshot(3, 8);
+        t.ack_snapshot(3, 8);
+        assert!(
+            t.take_snapshots().is_empty(),
+            "a failed snapshot never completes"
+        );
     }
 }

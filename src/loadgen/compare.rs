@@ -52,15 +52,12 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
     let input = format!("omniroute.bench.{run}");
     let copy = format!("omniroute.passthrough.{run}");
     let k = &config.kafka;
+    // Fresh output and state topics too: a recovering daemon reads them back, and another
+    // run's outputs or snapshots there would change what it produces.
+    let (outputs, state) = run_topics(&run);
     ensure_topics(
         &config,
-        &[
-            &input,
-            &copy,
-            &k.assignments_topic,
-            &k.sla_topic,
-            &k.dlq_topic,
-        ],
+        &[&input, &copy, &outputs, &state, &k.sla_topic, &k.dlq_topic],
         a.partitions,
     )
     .await?;
@@ -173,6 +170,14 @@ async fn fill(config: &Config, topic: &str, a: &CompareArgs, run: &str) -> Resul
     Ok(written)
 }
 
+/// The assignments and state topics of one run.
+fn run_topics(run: &str) -> (String, String) {
+    (
+        format!("omniroute.bench-out.{run}"),
+        format!("omniroute.bench-state.{run}"),
+    )
+}
+
 /// Runs the real daemon in this process on `topic` with a fresh group until it has consumed
 /// `count` records. The time runs from the first record consumed to the `count`-th, as seen in
 /// the daemon's status (refreshed every 100 ms, at both ends alike).
@@ -185,6 +190,7 @@ async fn measure_daemon(
 ) -> Result<(Rate, daemon::Status), BenchError> {
     let mut config = config.clone();
     config.kafka.input_topics = vec![topic.to_string()];
+    (config.kafka.assignments_topic, config.kafka.state_topic) = run_topics(run);
     config.kafka.group_id = format!("omniroute-bench-{run}");
     config.kafka.start_from = crate::config::StartFrom::Earliest;
     // Metrics are recorded as in production (a recorder installed); no endpoint needed.

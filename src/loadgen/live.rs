@@ -85,6 +85,7 @@ pub(super) async fn run(a: LiveArgs) -> Result<(), BenchError> {
     let mut topics: Vec<&str> = k.input_topics.iter().map(String::as_str).collect();
     topics.extend([
         k.assignments_topic.as_str(),
+        k.state_topic.as_str(),
         k.sla_topic.as_str(),
         k.dlq_topic.as_str(),
     ]);

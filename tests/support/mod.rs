@@ -106,6 +106,7 @@ pub struct Topics {
     pub assignments: String,
     pub sla: String,
     pub dlq: String,
+    pub state: String,
 }
 
 /// Creates a fresh set of topics (Tansu does not create them on first use).
@@ -115,6 +116,7 @@ pub async fn create_topics(ns: &str) -> Topics {
         assignments: format!("{ns}.assignments"),
         sla: format!("{ns}.sla"),
         dlq: format!("{ns}.dlq"),
+        state: format!("{ns}.state"),
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -123,6 +125,7 @@ pub async fn create_topics(ns: &str) -> Topics {
     let specs = [
         (&t.events, PARTITIONS),
         (&t.assignments, PARTITIONS),
+        (&t.state, PARTITIONS),
         (&t.sla, 1),
         (&t.dlq, 1),
     ];
@@ -157,6 +160,7 @@ input_topics = ["{events}"]
 assignments_topic = "{assignments}"
 sla_topic = "{sla}"
 dlq_topic = "{dlq}"
+state_topic = "{state}"
 [kafka.client]
 "session.timeout.ms" = "6000"
 "fetch.wait.max.ms" = "10"
@@ -169,6 +173,7 @@ tick_interval = "50ms"
 shutdown_timeout = "5s"
 sla_snapshot_interval = "0s"
 commit_interval = "200ms"
+snapshot_interval = "200ms"
 {routing_toml}
 "#,
         brokers = brokers(),
@@ -176,6 +181,7 @@ commit_interval = "200ms"
         assignments = topics.assignments,
         sla = topics.sla,
         dlq = topics.dlq,
+        state = topics.state,
     )
 }
 
