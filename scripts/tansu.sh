@@ -66,10 +66,10 @@ stop() {
 }
 
 create_topics() {
-  # Tansu does not create topics on first use; the input and assignments topics share a
-  # partition count so that a tenant's events and outputs line up.
+  # Tansu does not create topics on first use; the input, assignments and state topics share a
+  # partition count (omniroute refuses to start otherwise).
   local partitions="${PARTITIONS:-4}"
-  for t in omniroute.events omniroute.assignments; do
+  for t in omniroute.events omniroute.assignments omniroute.state; do
     tansu topic create "$t" --broker "$URL" --partitions "$partitions" || true
   done
   for t in omniroute.sla omniroute.dlq; do

@@ -1,0 +1,770 @@
+//! Chaos: three `omniroute run` processes against one Tansu broker on 127.0.0.1, killed with
+//! SIGKILL at random moments and restarted, the broker restarted once, while `omniroute
+//! loadgen live` produces an omnichannel workload and answers offers as agent desktops would.
+//! Then a checker reads every input and output record and proves:
+//! - nothing lost, nothing twice: each output partition carries sequence numbers 0, 1, 2, …
+//!   without a gap or a repeat, and its records are exactly what one uninterrupted engine
+//!   produces from the same input partition (a reference replay through the library);
+//! - no offer id appears twice, no contact is offered to two agents at once;
+//! - no agent is ever over capacity, counted from the output stream merged with the input at
+//!   the place each output names (its source offset);
+//! - every contact created was offered or abandoned.
+//!
+//! Bounded: about three minutes; every wait has a deadline. It prints its figures.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use omniroute::config::Config;
+use omniroute::engine::{Output, Policy};
+use omniroute::event::{self, Body};
+use omniroute::partition::{Admit, Input, Partition};
+use omniroute::recovery;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 4;
+const DAEMONS: usize = 3;
+const BIN: &str = env!("CARGO_BIN_EXE_omniroute");
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Tansu with SQLite storage in `dir`, so that its data survives a restart.
+struct Broker {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        let mut b = Broker {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://{}", self.addr());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("broker log");
+        // A relative sqlite path: Tansu reads it against its working directory.
+        let child = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://chaos.db"])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (scripts/tansu.sh install)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker (SIGTERM, SIGKILL after 10 s) and starts it again on the same port.
+    fn restart(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            signal(&c, "TERM");
+            if !wait_exit(&mut c, Duration::from_secs(10)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.spawn();
+        started.elapsed()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn signal(c: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &c.id().to_string()])
+        .status();
+}
+
+fn wait_exit(c: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// One `omniroute run` process, restarted as systemd would.
+struct Daemon {
+    n: usize,
+    config: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("daemon-{}.log", self.n)))
+            .expect("daemon log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start omniroute run");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// True when the process ended by itself (it is then restarted by the caller).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(Some(_))))
+    }
+
+    fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        signal(&c, "TERM");
+        let ok = wait_exit(&mut c, Duration::from_secs(30));
+        if !ok {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        ok
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn config_text(brokers: &str, group: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = ["{brokers}"]
+group_id = "{group}"
+input_topics = ["chaos.events"]
+assignments_topic = "chaos.assignments"
+state_topic = "chaos.state"
+sla_topic = "chaos.sla"
+dlq_topic = "chaos.dlq"
+[kafka.client]
+"session.timeout.ms" = "6000"
+"fetch.wait.max.ms" = "10"
+"group.protocol" = "classic"
+[metrics]
+listen = ""
+[log]
+format = "human"
+[daemon]
+tick_interval = "100ms"
+shutdown_timeout = "20s"
+sla_snapshot_interval = "0s"
+commit_interval = "500ms"
+snapshot_interval = "2s"
+# Wrap-up ends only with the desktops' agent.wrapup_done, so that the checker can count every
+# slot from the streams it reads.
+[routing.channels.voice]
+wrapup = "1h"
+[routing.channels.chat]
+wrapup = "1h"
+[routing.channels.email]
+wrapup = "1h"
+[routing.channels.whatsapp]
+wrapup = "1h"
+[routing.channels.messenger]
+wrapup = "1h"
+[routing.channels.twitter]
+wrapup = "1h"
+[routing.channels.sms]
+wrapup = "1h"
+[routing.channels.webform]
+wrapup = "1h"
+"#
+    )
+}
+
+fn create_topics(brokers: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let specs = [
+        ("chaos.events", PARTITIONS),
+        ("chaos.assignments", PARTITIONS),
+        ("chaos.state", PARTITIONS),
+        ("chaos.sla", 1),
+        ("chaos.dlq", 1),
+    ];
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(20), admin.create_topics(&new, &opts)).await
+        })
+        .expect("topics within 20 s")
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// One record as read back.
+struct Rec {
+    offset: i64,
+    timestamp: Option<u64>,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+fn reader(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "chaos-checker")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader")
+}
+
+/// Every record of one partition, from its start to its current end.
+fn read_all(c: &BaseConsumer, topic: &str, p: i32) -> Vec<Rec> {
+    let (low, high) = c
+        .fetch_watermarks(topic, p, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Offset(low))
+        .expect("offset");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut next = low;
+    while next < high {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}[{p}]: read {next} of {high}"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => panic!("read {topic}[{p}]: {e}"),
+            Some(Ok(m)) => {
+                next = m.offset() + 1;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Rec {
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().map(|t| t as u64),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn high_watermarks(c: &BaseConsumer, topic: &str) -> Vec<i64> {
+    (0..PARTITIONS)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_or(-1, |w| w.1)
+        })
+        .collect()
+}
+
+/// What one uninterrupted engine produces from `input` up to offset `until` (exclusive).
+fn reference(policy: &Arc<Policy>, max_bytes: usize, p: i32, input: &[Rec], until: i64) -> Vec<Vec<u8>> {
+    let mut part = Partition::build(p, policy.clone(), max_bytes);
+    let mut all = Vec::new();
+    for r in input.iter().take_while(|r| r.offset < until) {
+        assert_eq!(part.admit("chaos.events", r.offset), Admit::Apply);
+        let mut out = Vec::new();
+        part.apply(
+            Input {
+                topic: "chaos.events",
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.as_deref(),
+                payload: Some(&r.payload),
+            },
+            &mut out,
+        );
+        all.extend(out.iter().map(|o| serde_json::to_vec(o).expect("encode")));
+    }
+    all
+}
+
+#[derive(Default)]
+struct Load {
+    /// Open contacts by channel.
+    by_channel: HashMap<String, u32>,
+}
+
+/// Counts agents' slots over the merged input/output order of one partition. Returns the
+/// violations found.
+fn capacity_violations(policy: &Policy, input: &[Rec], outputs: &[(i64, Output)]) -> Vec<String> {
+    let mut violations = Vec::new();
+    // (tenant, agent) → load; (tenant, contact) → (agent, channel) while it holds a slot.
+    let mut load: HashMap<(String, String), Load> = HashMap::new();
+    let mut holding: HashMap<(String, String), (String, String)> = HashMap::new();
+    type Holding = HashMap<(String, String), (String, String)>;
+    let free = |tenant: &str,
+                contact: &str,
+                load: &mut HashMap<(String, String), Load>,
+                holding: &mut Holding| {
+        if let Some((agent, channel)) = holding.remove(&(tenant.to_string(), contact.to_string())) {
+            if let Some(l) = load.get_mut(&(tenant.to_string(), agent)) {
+                if let Some(n) = l.by_channel.get_mut(&channel) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+    };
+    let mut outs = outputs.iter().peekable();
+    for r in input {
+        // Outputs caused by this record come right after it.
+        let mut mine = Vec::new();
+        while outs.peek().is_some_and(|(src, _)| *src == r.offset) {
+            mine.push(outs.next().map(|(_, o)| o.clone()));
+        }
+        if r.key.as_deref() != Some(recovery::CLOCK_KEY) {
+            if let Ok(e) = event::decode(&r.payload, 1 << 20) {
+                if let Body::AgentWrapupDone(w) = &e.body {
+                    if let Some(c) = &w.contact_id {
+                        free(&e.tenant, c, &mut load, &mut holding);
+                    }
+                }
+            }
+        }
+        for o in mine.into_iter().flatten() {
+            match o {
+                Output::Offer(x) => {
+                    let key = (x.tenant.clone(), x.agent_id.clone());
+                    let l = load.entry(key).or_default();
+                    *l.by_channel.entry(x.channel.clone()).or_default() += 1;
+                    holding.insert(
+                        (x.tenant.clone(), x.contact_id.clone()),
+                        (x.agent_id.clone(), x.channel.clone()),
+                    );
+                    let mut total = 0.0;
+                    let mut exclusive = false;
+                    let mut open = 0;
+                    for (ch, n) in &l.by_channel {
+                        let Some(cp) = policy.channel(ch) else { continue };
+                        if *n > u32::from(cp.capacity) {
+                            violations.push(format!(
+                                "{}/{}: {n} {ch} contacts, capacity {}",
+                                x.tenant, x.agent_id, cp.capacity
+                            ));
+                        }
+                        total += f64::from(*n) * cp.load_fraction();
+                        exclusive |= cp.exclusive && *n > 0;
+                        open += n;
+                    }
+                    if total > 1.0 + 1e-9 || (exclusive && open > 1) {
+                        violations.push(format!(
+                            "{}/{}: load {total:.2} over {:?}",
+                            x.tenant, x.agent_id, l.by_channel
+                        ));
+                    }
+                }
+                Output::OfferWithdrawn(w) => {
+                    free(&w.tenant, &w.contact_id, &mut load, &mut holding)
+                }
+                Output::AgentAway(_) => {}
+            }
+        }
+    }
+    violations
+}
+
+#[test]
+fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = Broker::start(dir.path(), free_port());
+    let brokers = broker.addr();
+    create_topics(&brokers);
+    let group = format!("chaos-{}", std::process::id());
+    let config_path = dir.path().join("omniroute.toml");
+    std::fs::write(&config_path, config_text(&brokers, &group)).expect("config");
+    let config = Config::load(&config_path).expect("chaos config is valid");
+    let policy = Arc::new(config.routing.clone());
+
+    let mut daemons: Vec<Daemon> = (0..DAEMONS)
+        .map(|n| Daemon {
+            n,
+            config: config_path.clone(),
+            dir: dir.path().to_path_buf(),
+            child: None,
+            starts: 0,
+        })
+        .collect();
+    for d in &mut daemons {
+        d.spawn();
+    }
+    // Let the group form before traffic.
+    std::thread::sleep(Duration::from_secs(8));
+
+    // The connectors and the agent desktops: ~110k input records over 80 s.
+    let loadgen_log = std::fs::File::create(dir.path().join("loadgen.log")).expect("log");
+    let mut loadgen = Command::new(BIN)
+        .args(["loadgen", "live", "--config"])
+        .arg(&config_path)
+        .args(["--rate", "330", "--duration", "80s", "--drain", "20s"])
+        .args(["--tenants", "100", "--agents-per-tenant", "20", "--partitions", "4"])
+        .args(["--seed", "7"])
+        .stdin(Stdio::null())
+        .stdout(loadgen_log.try_clone().expect("log"))
+        .stderr(loadgen_log)
+        .spawn()
+        .expect("start loadgen");
+    let traffic_from = now_ms();
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261201);
+    let mut kills: Vec<(u64, usize)> = Vec::new();
+    let mut unplanned = 0;
+    let mut broker_restart: Option<(u64, Duration)> = None;
+    let chaos_until = Instant::now() + Duration::from_secs(85);
+    let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(2000..5000));
+    while Instant::now() < chaos_until {
+        for d in &mut daemons {
+            if d.child.is_some() && d.exited() {
+                unplanned += 1;
+                d.child = None;
+                d.spawn();
+            }
+        }
+        if Instant::now() >= next_kill {
+            let victim = rng.random_range(0..DAEMONS);
+            kills.push((now_ms(), victim));
+            daemons[victim].kill9();
+            std::thread::sleep(Duration::from_millis(rng.random_range(300..2000)));
+            daemons[victim].spawn();
+            if kills.len() == 6 && broker_restart.is_none() {
+                let at = now_ms();
+                broker_restart = Some((at, broker.restart()));
+            }
+            next_kill = Instant::now() + Duration::from_millis(rng.random_range(4000..8000));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The workload ends by itself (duration + drain); wait for it.
+    assert!(
+        wait_exit(&mut loadgen, Duration::from_secs(90)),
+        "loadgen did not finish"
+    );
+    let mut loadgen_out = String::new();
+    let _ = std::fs::File::open(dir.path().join("loadgen.log"))
+        .and_then(|mut f| f.read_to_string(&mut loadgen_out));
+
+    // Quiet: no new output for 5 s (every contact answered, completed, wrapped up).
+    let c = reader(&brokers);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = high_watermarks(&c, "chaos.assignments");
+    let mut still = Instant::now();
+    while still.elapsed() < Duration::from_secs(5) {
+        assert!(Instant::now() < deadline, "outputs never went quiet");
+        std::thread::sleep(Duration::from_millis(500));
+        let now = high_watermarks(&c, "chaos.assignments");
+        if now != last {
+            last = now;
+            still = Instant::now();
+        }
+    }
+    for d in &mut daemons {
+        assert!(d.stop(), "daemon {} did not stop within 30 s", d.n);
+    }
+
+    // Where the group stands: every daemon wrote a last snapshot and committed at stop.
+    let committed: Vec<i64> = {
+        let gc: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("group consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition("chaos.events", p);
+        }
+        let got = gc
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..PARTITIONS)
+            .map(|p| match got.find_partition("chaos.events", p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                other => panic!("partition {p} has no committed offset: {other:?}"),
+            })
+            .collect()
+    };
+
+    let mut report = Vec::new();
+    let (mut events, mut clocks, mut outputs_total) = (0usize, 0usize, 0usize);
+    let (mut created, mut offered, mut abandoned_unoffered, mut lost) = (0, 0, 0, 0);
+    let (mut duplicates, mut gaps, mut mismatches, mut violations) = (0, 0, 0, Vec::new());
+    let mut offer_ids: HashSet<(String, String)> = HashSet::new();
+    let mut recovery_ms: Vec<u64> = vec![0; kills.len()];
+    for p in 0..PARTITIONS {
+        let input = read_all(&c, "chaos.events", p);
+        let output = read_all(&c, "chaos.assignments", p);
+        let until = committed[p as usize];
+        let last_event = input
+            .iter()
+            .filter(|r| r.key.as_deref() != Some(recovery::CLOCK_KEY))
+            .map(|r| r.offset)
+            .max()
+            .unwrap_or(-1);
+        assert!(
+            until > last_event,
+            "partition {p}: committed {until}, but events go up to {last_event}"
+        );
+        clocks += input
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(recovery::CLOCK_KEY))
+            .count();
+        events += input.len();
+        outputs_total += output.len();
+
+        // Sequence numbers: 0..n, each once.
+        let seqs: Vec<u64> = output
+            .iter()
+            .map(|r| r.headers["omniroute.seq"].parse().expect("seq"))
+            .collect();
+        let distinct: HashSet<u64> = seqs.iter().copied().collect();
+        duplicates += seqs.len() - distinct.len();
+        gaps += (0..seqs.len() as u64).filter(|s| !distinct.contains(s)).count();
+
+        // Exactly what an uninterrupted engine produces.
+        let expected = reference(&policy, config.daemon.max_record_bytes, p, &input, until);
+        let actual: Vec<Vec<u8>> = output.iter().map(|r| r.payload.clone()).collect();
+        if actual != expected {
+            let first = actual
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(actual.len().min(expected.len()));
+            mismatches += 1;
+            eprintln!(
+                "partition {p}: {} outputs, reference {}; first difference at {first}:\n  got  {}\n  want {}",
+                actual.len(),
+                expected.len(),
+                actual.get(first).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+                expected.get(first).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+            );
+        }
+
+        // From the streams alone.
+        let outs: Vec<(i64, Output)> = output
+            .iter()
+            .map(|r| {
+                (
+                    r.headers["omniroute.source.offset"].parse().expect("source"),
+                    serde_json::from_slice(&r.payload).expect("output decodes"),
+                )
+            })
+            .collect();
+        let mut open: HashMap<(String, String), String> = HashMap::new();
+        let mut got_offer: HashSet<(String, String)> = HashSet::new();
+        for (_, o) in &outs {
+            match o {
+                Output::Offer(x) => {
+                    offered += 1;
+                    if !offer_ids.insert((x.tenant.clone(), x.assignment_id.clone())) {
+                        duplicates += 1;
+                    }
+                    let k = (x.tenant.clone(), x.contact_id.clone());
+                    if let Some(prev) = open.insert(k.clone(), x.assignment_id.clone()) {
+                        violations.push(format!("{k:?} offered as {} while {prev} stood", x.assignment_id));
+                    }
+                    got_offer.insert(k);
+                }
+                Output::OfferWithdrawn(w) => {
+                    open.remove(&(w.tenant.clone(), w.contact_id.clone()));
+                }
+                Output::AgentAway(_) => {}
+            }
+        }
+        // An accepted offer stands until the contact's wrap-up ends: clear it there.
+        violations.extend(capacity_violations(&policy, &input, &outs));
+        let mut abandoned: HashSet<(String, String)> = HashSet::new();
+        let mut contacts = Vec::new();
+        for r in &input {
+            if r.key.as_deref() == Some(recovery::CLOCK_KEY) {
+                continue;
+            }
+            let Ok(e) = event::decode(&r.payload, 1 << 20) else { continue };
+            match &e.body {
+                Body::ContactCreated(x) => contacts.push((e.tenant.clone(), x.contact_id.clone())),
+                Body::ContactAbandoned(x) => {
+                    abandoned.insert((e.tenant.clone(), x.contact_id.clone()));
+                }
+                _ => {}
+            }
+        }
+        created += contacts.len();
+        for k in contacts {
+            if got_offer.contains(&k) {
+                continue;
+            }
+            if abandoned.contains(&k) {
+                abandoned_unoffered += 1;
+            } else {
+                lost += 1;
+                if lost <= 5 {
+                    eprintln!("partition {p}: contact {k:?} never offered");
+                }
+            }
+        }
+
+        // Recovery per kill: from the kill until this partition produced again.
+        for (i, (at, _)) in kills.iter().enumerate() {
+            let next_kill = kills.get(i + 1).map_or(u64::MAX, |k| k.0);
+            if let Some(first_after) = output
+                .iter()
+                .filter_map(|r| r.timestamp)
+                .find(|t| *t > *at + 50)
+            {
+                if first_after < next_kill + 60_000 {
+                    recovery_ms[i] = recovery_ms[i].max(first_after - at);
+                }
+            }
+        }
+        report.push(format!(
+            "partition {p}: {} input records ({} clock), {} outputs, committed {until}",
+            input.len(),
+            input
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(recovery::CLOCK_KEY))
+                .count(),
+            output.len()
+        ));
+    }
+
+    let starts: Vec<u32> = daemons.iter().map(|d| d.starts).collect();
+    let mut summary = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(summary, "chaos: {} ms of traffic", now_ms() - traffic_from);
+    for r in &report {
+        let _ = writeln!(summary, "  {r}");
+    }
+    let _ = writeln!(
+        summary,
+        "chaos: input records {events} (of them clock records {clocks}), outputs {outputs_total}; \
+         contacts created {created}, offers {offered}, abandoned before any offer {abandoned_unoffered}"
+    );
+    let _ = writeln!(
+        summary,
+        "chaos: SIGKILLs {} (daemon starts {starts:?}, unplanned exits {unplanned}); broker restart {:?}",
+        kills.len(),
+        broker_restart.map(|(_, d)| d)
+    );
+    let _ = writeln!(
+        summary,
+        "chaos: recovery after each kill (until every partition produced again), ms: {recovery_ms:?}"
+    );
+    let _ = writeln!(
+        summary,
+        "chaos: lost {lost}, duplicates {duplicates}, sequence gaps {gaps}, partitions differing from the reference {mismatches}, violations {}",
+        violations.len()
+    );
+    print!("{summary}");
+    let _ = std::io::stdout().flush();
+    for v in violations.iter().take(10) {
+        eprintln!("violation: {v}");
+    }
+    if let Ok(dir) = std::env::var("OMNIROUTE_CHAOS_REPORT") {
+        let _ = std::fs::write(dir, &summary);
+    }
+
+    assert!(events >= 100_000, "only {events} input records");
+    assert!(kills.len() >= 10, "only {} kills", kills.len());
+    assert!(broker_restart.is_some(), "the broker was not restarted");
+    assert_eq!(lost, 0, "contacts lost");
+    assert_eq!(duplicates, 0, "outputs repeated");
+    assert_eq!(gaps, 0, "sequence numbers missing");
+    assert_eq!(mismatches, 0, "outputs differ from an uninterrupted run");
+    assert!(violations.is_empty(), "{} violations", violations.len());
+    assert!(offered > 0 && created > 20_000, "workload too small: {loadgen_out}");
+}
