@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use omniroute::config::Config;
 use rdkafka::message::Message;
 use serde_json::json;
 use support::*;
@@ -15,12 +14,9 @@ async fn sla_snapshots_reach_the_sla_topic_keyed_by_tenant() {
     let ns = unique("sla");
     let topics = create_topics(&ns).await;
     // The shared test config turns snapshots off; this test wants one every second.
-    let text = config_text(&topics, &ns, "").replace(
-        "sla_snapshot_interval = \"0s\"",
-        "sla_snapshot_interval = \"1s\"",
-    );
-    assert!(text.contains("sla_snapshot_interval = \"1s\""));
-    let mut d = start(Config::parse(&text, "test config").expect("config is valid"));
+    let mut config = config(&topics, &ns, "");
+    config.daemon.sla_snapshot_interval = Duration::from_secs(1);
+    let mut d = start(config);
     d.ready().await;
     let p = producer();
     let offers = Reader::new(&topics.assignments, PARTITIONS);
