@@ -6,7 +6,8 @@
 #
 # verify checks that ExecStart's binary exists and is executable. /usr/bin/omniroute does not
 # exist on a build machine, so we verify a copy of the unit whose ExecStart points at the binary
-# built from this tree (OMNIROUTE_BIN, else target/release or target/debug, else `cargo build`).
+# built from this tree (OMNIROUTE_BIN, else release or debug under CARGO_TARGET_DIR or target/,
+# else `cargo build`).
 # Nothing else in the copy changes, so every other setting is checked as shipped. The security
 # rating is taken from the shipped file itself (it does not look at the binary).
 #
@@ -27,14 +28,15 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 bin="${OMNIROUTE_BIN:-}"
+target="${CARGO_TARGET_DIR:-$root/target}"
 if [ -z "$bin" ]; then
-    for candidate in "$root/target/release/omniroute" "$root/target/debug/omniroute"; do
+    for candidate in "$target/release/omniroute" "$target/debug/omniroute"; do
         if [ -x "$candidate" ]; then bin="$candidate"; break; fi
     done
 fi
 if [ -z "$bin" ]; then
     (cd "$root" && cargo build --quiet --bin omniroute)
-    bin="$root/target/debug/omniroute"
+    bin="$target/debug/omniroute"
 fi
 [ -x "$bin" ] || { echo "FAIL: $bin is not an executable" >&2; exit 1; }
 

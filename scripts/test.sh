@@ -15,4 +15,8 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
 cargo test --doc
+# The Erlang C validation at 70/85/95% occupancy simulates millions of contacts: too long for the
+# debug profile, where it is ignored, so it runs here in release.
+echo "== cargo test --release --test sim_validation"
+cargo test --release --test sim_validation
 echo "== all checks passed"

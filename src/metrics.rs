@@ -143,8 +143,8 @@ pub fn describe() {
 }
 
 /// Exports one SLA snapshot (taken every `daemon.sla_snapshot_interval`) as gauges, and its
-/// since-start counts as counters.
-pub(crate) fn sla_snapshot(s: &crate::engine::SlaSnapshot) {
+/// since-start counts as counters. Public so that tests export exactly what the daemon exports.
+pub fn sla_snapshot(s: &crate::engine::SlaSnapshot) {
     let labels = [
         ("tenant", s.tenant.clone()),
         ("queue", s.queue.clone()),

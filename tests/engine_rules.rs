@@ -177,6 +177,44 @@ fn regional_tags_fall_back_only_through_the_bare_language() {
     );
 }
 
+// 2. A contact's own fields reach the agent: customer, language, queue, priority and the bot's
+// hand-off context (on the first offer and on a re-offer after a reject).
+#[test]
+fn offer_carries_the_contact_and_the_bot_handoff() {
+    let mut d = Desk::new();
+    d.agent("ana", json!({"returns":6}), &["es"], json!({}));
+    d.agent("eva", json!({"returns":6}), &["es"], json!({}));
+    let handoff = json!({"bot":"sofia","intent":"refund","summary":"Wants a refund for order 991"});
+    let o = only_offer(&d.contact(
+        "c1",
+        "whatsapp",
+        "es-MX",
+        json!({"customer_id":"cust-7","queue":"returns","priority":2,
+               "required_skills":{"returns":5},"handoff":handoff}),
+    ));
+    assert_eq!(
+        (
+            o.customer_id.as_str(),
+            o.language.as_str(),
+            o.queue.as_str()
+        ),
+        ("cust-7", "es-MX", "returns")
+    );
+    assert_eq!(o.priority, 2);
+    let h = o.handoff.clone().expect("hand-off context on the offer");
+    assert_eq!(h.bot.as_deref(), Some("sofia"));
+    assert_eq!(h.intent.as_deref(), Some("refund"));
+    assert_eq!(h.summary.as_deref(), Some("Wants a refund for order 991"));
+    let again = only_offer(&d.reject(&o));
+    assert_ne!(again.agent_id, o.agent_id);
+    assert_eq!(again.handoff, o.handoff);
+    // Without a hand-off the offer has none.
+    d.agent("rui", json!({}), &["es"], json!({}));
+    assert!(only_offer(&d.contact("c2", "chat", "es", json!({})))
+        .handoff
+        .is_none());
+}
+
 // 1. Capacity: per channel maximum, total load, voice exclusivity.
 #[test]
 fn chat_capacity_and_shared_load() {

@@ -3,7 +3,9 @@
 //! The endpoint serves what a `metrics-exporter-prometheus` recorder renders, as the daemon
 //! does. Prometheus runs on 127.0.0.1 with a 1 s scrape and evaluation interval and loads
 //! config/prometheus/omniroute.rules.yml; the test then asks its HTTP API for the scraped
-//! service level, a recording rule and the pending service-level alert. Needs the `prometheus`
+//! service level, a recording rule and the pending service-level alert. One tenant's figures
+//! come from the real engine (events → `sla_snapshot` → `metrics::sla_snapshot`, the daemon's
+//! own export), so the PromQL result is the engine's service level, not a value set by hand. Needs the `prometheus`
 //! binary (Debian package `prometheus`); OMNIROUTE_SKIP_TOOL_TESTS=1 skips it.
 
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
+use omniroute::engine::{Engine, Output, Policy, SlaSnapshot};
+use omniroute::event::{decode, DEFAULT_MAX_RECORD_BYTES};
 use omniroute::http::{serve, Health};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -119,6 +123,78 @@ fn value(sample: &serde_json::Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
 }
 
+/// SLA snapshots of tenant `shop2` after a hand-computed voice scenario (as in
+/// tests/sla_engine.rs): c1 answered after 10 s (within 20 s), c2 a short abandon after 2 s, c3
+/// abandoned after 58 s. Default formula: 1 within / (1 answered + 2 abandoned − 1 short) = 0.5.
+fn engine_snapshots() -> Vec<SlaSnapshot> {
+    const T0: u64 = 1_800_000_000_000;
+    let mut engine = Engine::new("shop2", Arc::new(Policy::default()));
+    let mut seq = 0;
+    let mut send = |engine: &mut Engine, secs: u64, mut v: serde_json::Value| -> Vec<Output> {
+        let now = T0 + secs * 1000;
+        let mut out = Vec::new();
+        while let Some(due) = engine.next_deadline().filter(|d| *d <= now) {
+            engine.tick(due, &mut out);
+        }
+        seq += 1;
+        let o = v.as_object_mut().unwrap();
+        o.insert("id".into(), serde_json::json!(format!("e{seq}")));
+        o.insert("tenant".into(), serde_json::json!("shop2"));
+        o.insert("ts".into(), serde_json::json!(now));
+        let ev = decode(v.to_string().as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
+        engine.handle(now, &ev, &mut out).unwrap();
+        out
+    };
+    use serde_json::json;
+    send(
+        &mut engine,
+        0,
+        json!({"type": "agent.profile", "agent_id": "ana", "languages": ["es"]}),
+    );
+    send(
+        &mut engine,
+        0,
+        json!({"type": "agent.state", "agent_id": "ana", "state": "available"}),
+    );
+    let out = send(
+        &mut engine,
+        0,
+        json!({"type": "contact.created", "contact_id": "c1", "channel": "voice",
+               "customer_id": "u1", "language": "es"}),
+    );
+    let a1 = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Offer(o) => Some(o.assignment_id.clone()),
+            _ => None,
+        })
+        .expect("c1 is offered");
+    for (c, at) in [("c2", 1), ("c3", 2)] {
+        send(
+            &mut engine,
+            at,
+            json!({"type": "contact.created", "contact_id": c, "channel": "voice",
+                   "customer_id": c, "language": "es"}),
+        );
+    }
+    send(
+        &mut engine,
+        3,
+        json!({"type": "contact.abandoned", "contact_id": "c2"}),
+    );
+    send(
+        &mut engine,
+        10,
+        json!({"type": "offer.accepted", "assignment_id": a1, "agent_id": "ana", "contact_id": "c1"}),
+    );
+    send(
+        &mut engine,
+        60,
+        json!({"type": "contact.abandoned", "contact_id": "c3"}),
+    );
+    engine.sla_snapshot(T0 + 100_000)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_endpoint_and_the_rules_see_the_service_level() {
     if std::env::var_os("OMNIROUTE_SKIP_TOOL_TESTS").is_some() {
@@ -127,6 +203,9 @@ async fn prometheus_scrapes_the_endpoint_and_the_rules_see_the_service_level() {
     }
 
     // The daemon's side: a recorder with SLA gauges, served by omniroute::http::serve.
+    let snapshots = engine_snapshots();
+    assert_eq!(snapshots.len(), 1, "{snapshots:#?}");
+    assert_eq!(snapshots[0].window.service_level, Some(0.5));
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
@@ -141,6 +220,9 @@ async fn prometheus_scrapes_the_endpoint_and_the_rules_see_the_service_level() {
         metrics::gauge!("omniroute_sla_service_level", &support).set(0.9375);
         metrics::gauge!("omniroute_sla_service_level_target", &support).set(0.875);
         metrics::gauge!("omniroute_partitions_assigned").set(2.0);
+        for s in &snapshots {
+            omniroute::metrics::sla_snapshot(s);
+        }
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
@@ -197,7 +279,25 @@ async fn prometheus_scrapes_the_endpoint_and_the_rules_see_the_service_level() {
     assert_eq!(sl[0]["metric"]["tenant"], "shop1");
     assert_eq!(sl[0]["metric"]["channel"], "chat");
 
-    let gap = wait_for(prom_addr, "queue:omniroute_sla_service_level:gap", &prom).await;
+    // The engine's figure, through the daemon's exporter.
+    let q = "omniroute_sla_service_level{tenant=\"shop2\",queue=\"general\",channel=\"voice\"}";
+    let engine_sl = wait_for(prom_addr, q, &prom).await;
+    eprintln!(
+        "PromQL {q} -> {}",
+        serde_json::Value::Array(engine_sl.clone())
+    );
+    assert_eq!(engine_sl.len(), 1);
+    assert_eq!(value(&engine_sl[0]), 0.5);
+    let q = "sum by (tenant) (omniroute_sla_contacts_abandoned_total{tenant=\"shop2\"})";
+    let abandoned = wait_for(prom_addr, q, &prom).await;
+    assert_eq!(value(&abandoned[0]), 2.0);
+
+    let gap = wait_for(
+        prom_addr,
+        "queue:omniroute_sla_service_level:gap{tenant=\"shop1\"}",
+        &prom,
+    )
+    .await;
     let mut gaps: Vec<(String, f64)> = gap
         .iter()
         .map(|s| (s["metric"]["queue"].as_str().unwrap().to_owned(), value(s)))
@@ -211,7 +311,7 @@ async fn prometheus_scrapes_the_endpoint_and_the_rules_see_the_service_level() {
     // The alert is pending (it fires after 10 minutes) for the queue below target only.
     let alerts = wait_for(
         prom_addr,
-        "ALERTS{alertname=\"OmnirouteServiceLevelBelowTarget\"}",
+        "ALERTS{alertname=\"OmnirouteServiceLevelBelowTarget\",tenant=\"shop1\"}",
         &prom,
     )
     .await;

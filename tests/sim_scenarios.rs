@@ -209,7 +209,12 @@ fn sweep_finds_the_minimum_staffing_and_draws_the_chart() {
     assert_eq!(m.erlang_c_agents, Some(8));
     let min = m.agents.expect("met within 6..=10");
     assert!((7..=9).contains(&min), "{min} vs Erlang C 8; {sl:?}");
+    assert!(!m.at_sweep_start);
     assert!(sweep.table().contains("minimum roster for support/voice"));
+    // Met already at the lowest level swept: the table says the minimum may be lower.
+    let high = sim::sweep(&s, 10..=11, 2).expect("sweeps");
+    assert!(high.minimum[0].at_sweep_start, "{:?}", high.minimum);
+    assert!(high.table().contains("): 10 or fewer"), "{}", high.table());
 
     let dir = std::env::temp_dir().join(format!("omniroute-sim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

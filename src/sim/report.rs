@@ -154,6 +154,8 @@ pub struct Minimum {
     pub target: f64,
     pub threshold_seconds: f64,
     pub agents: Option<u32>,
+    /// `agents` is the lowest level swept: the true minimum may be lower still.
+    pub at_sweep_start: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erlang_c_agents: Option<u32>,
 }
@@ -184,12 +186,14 @@ impl SweepReport {
                 }
             }
             let (target, threshold_seconds, erlang) = info.unwrap_or((0.0, 0.0, None));
+            let lowest = runs.first().map(|r| r.agents);
             minimum.push(Minimum {
                 queue: q,
                 channel: c,
                 target,
                 threshold_seconds,
                 agents: best,
+                at_sweep_start: best.is_some() && best == lowest,
                 erlang_c_agents: erlang,
             });
         }
@@ -239,8 +243,13 @@ impl SweepReport {
                 m.channel,
                 m.target * 100.0,
                 seconds(m.threshold_seconds),
-                m.agents
-                    .map_or("not met in this range".to_string(), |n| n.to_string()),
+                match m.agents {
+                    None => "not met in this range".to_string(),
+                    Some(n) if m.at_sweep_start => {
+                        format!("{n} or fewer (met at the lowest level swept; start lower)")
+                    }
+                    Some(n) => n.to_string(),
+                },
                 m.erlang_c_agents.map_or(String::new(), |n| {
                     format!(" (Erlang C, agents dedicated to it alone: {n})")
                 }),
