@@ -17,7 +17,7 @@ use rdkafka::{ClientConfig, Offset};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, StartFrom};
+use crate::config::{Config, ConfigError, KafkaConfig, StartFrom};
 use crate::engine::{Output, Policy};
 use crate::event::Millis;
 use crate::kafka::consumer::{Change, RebalanceContext};
@@ -157,6 +157,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         })?;
     tracing::info!(topics = ?config.kafka.input_topics, group = %config.kafka.group_id, "consuming");
 
+    let (rebuilt_tx, rebuilt_rx) = mpsc::unbounded_channel();
     let mut d = Daemon {
         policy: Arc::new(config.routing.clone()),
         reader_settings: kafka::reader_settings(&config)?,
@@ -168,7 +169,11 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         revoked: BTreeMap::new(),
         snaps: HashMap::new(),
         clock_sent: HashMap::new(),
-        seeking: BTreeSet::new(),
+        seeking: HashMap::new(),
+        rebuilding: HashMap::new(),
+        rebuild_generation: 0,
+        rebuilt_tx,
+        rebuilt_rx,
         next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
         topic_names: HashMap::new(),
         out: Vec::new(),
@@ -276,8 +281,13 @@ struct Daemon {
     snaps: HashMap<i32, SnapState>,
     /// When a clock record was last sent to each partition (one at a time is enough).
     clock_sent: HashMap<i32, Instant>,
-    /// Partitions whose consumer position was moved back to the state's position.
-    seeking: BTreeSet<i32>,
+    /// Partitions whose consumer position was moved back to the state's position, and when.
+    seeking: HashMap<i32, Instant>,
+    /// Partitions whose state is being looked up: (generation, task).
+    rebuilding: HashMap<i32, (u64, tokio::task::JoinHandle<()>)>,
+    rebuild_generation: u64,
+    rebuilt_tx: mpsc::UnboundedSender<Rebuilt>,
+    rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
     next_snapshot_id: u64,
     /// Interned topic names for delivery tracking.
     topic_names: HashMap<String, Arc<str>>,
@@ -317,43 +327,64 @@ struct Found {
     low: BTreeMap<String, i64>,
 }
 
-/// Reads a partition's latest snapshot and its output partition's last sequence number,
-/// retrying for a while: right after a broker restart the first reads can fail.
-async fn find_state(
-    config: &Config,
-    settings: &ClientConfig,
-    p: i32,
-) -> Result<Found, DaemonError> {
-    let k = config.kafka.clone();
-    let settings = settings.clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (k2, s2) = (k.clone(), settings.clone());
-        let attempt = tokio::task::spawn_blocking(move || -> Result<Found, RecoveryError> {
-            let reader = recovery::Reader::new(&s2, Duration::from_secs(10))?;
-            let snapshot = reader.latest_snapshot(&k2.state_topic, p)?;
-            let last_seq = reader.last_seq(&k2.assignments_topic, p)?;
-            let mut low = BTreeMap::new();
-            for t in &k2.input_topics {
-                low.insert(t.clone(), reader.watermarks(t, p)?.0);
-            }
-            Ok(Found {
-                snapshot,
-                last_seq,
-                low,
-            })
-        })
-        .await;
-        match attempt {
-            Ok(Ok(found)) => return Ok(found),
-            Ok(Err(e)) if Instant::now() < deadline => {
-                tracing::warn!(partition = p, error = %e, "cannot read partition state yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Ok(Err(e)) => return Err(DaemonError::Recovery(e)),
-            Err(e) => return Err(DaemonError::Topics(format!("recovery task failed: {e}"))),
-        }
+/// Reads a partition's latest snapshot and its output partition's last sequence number.
+/// Blocking: runs on the blocking pool.
+fn find_state(k: &KafkaConfig, settings: &ClientConfig, p: i32) -> Result<Found, RecoveryError> {
+    let reader = recovery::Reader::new(settings, Duration::from_secs(10))?;
+    let snapshot = reader.latest_snapshot(&k.state_topic, p)?;
+    let last_seq = reader.last_seq(&k.assignments_topic, p)?;
+    let mut low = BTreeMap::new();
+    for t in &k.input_topics {
+        low.insert(t.clone(), reader.watermarks(t, p)?.0);
     }
+    Ok(Found {
+        snapshot,
+        last_seq,
+        low,
+    })
+}
+
+/// Finds a partition's state off the main loop, retrying until it succeeds (right after a
+/// broker restart the first reads can fail); the loop aborts it if the partition goes away.
+fn spawn_find_state(
+    k: KafkaConfig,
+    settings: ClientConfig,
+    p: i32,
+    generation: u64,
+    done: mpsc::UnboundedSender<Rebuilt>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            let (k2, s2) = (k.clone(), settings.clone());
+            match tokio::task::spawn_blocking(move || find_state(&k2, &s2, p)).await {
+                Ok(Ok(found)) => {
+                    let _ = done.send(Rebuilt {
+                        partition: p,
+                        generation,
+                        found,
+                        started,
+                    });
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(partition = p, error = %e, "cannot read partition state yet; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "state reader task failed; retrying")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// A finished state look-up, handed to the main loop.
+struct Rebuilt {
+    partition: i32,
+    generation: u64,
+    found: Found,
+    started: Instant,
 }
 
 impl Daemon {
@@ -365,7 +396,7 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let tick_interval = self.config.daemon.tick_interval;
         loop {
-            self.apply_changes(consumer).await?;
+            self.apply_changes(consumer);
             if let Some(e) = producer::lock(&self.tracker).failure() {
                 return Err(e.into());
             }
@@ -397,12 +428,13 @@ impl Daemon {
                     Some(r) => self.reload(&r),
                     None => reload = None,
                 },
+                Some(r) = self.rebuilt_rx.recv() => self.finish_rebuild(r),
                 _ = timer => self.send_clocks().await?,
                 m = consumer.recv() => match m {
                     Ok(msg) => {
                         // Owned, so the loop's future stays `Send` across the produce awaits.
                         let msg = msg.detach();
-                        self.apply_changes(consumer).await?;
+                        self.apply_changes(consumer);
                         self.process(consumer, &msg).await?;
                     }
                     Err(e) => {
@@ -421,35 +453,26 @@ impl Daemon {
 
     /// Applies ownership changes recorded by the rebalance callbacks. A partition this
     /// instance did not own right up to now is rebuilt before any of its records is routed.
-    async fn apply_changes(
-        &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
-    ) -> Result<(), DaemonError> {
+    fn apply_changes(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
         for change in consumer.context().take_changes() {
             match change {
                 Change::Assigned(list) => {
                     let mut kept = std::mem::take(&mut self.revoked);
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
-                        if self.parts.contains_key(&p) {
+                        if self.parts.contains_key(&p) || self.rebuilding.contains_key(&p) {
                             continue;
                         }
-                        let part = match kept.remove(&p) {
-                            Some(part) => part,
-                            None => self.rebuild(p).await?,
-                        };
-                        self.parts.insert(p, part);
+                        match kept.remove(&p) {
+                            Some(part) => {
+                                self.parts.insert(p, part);
+                            }
+                            None => self.start_rebuild(p),
+                        }
                     }
                     // Partitions that went elsewhere: their state goes with them.
                     drop(kept);
-                    let n = self.owned.len();
-                    let ids: Vec<i32> = self.parts.keys().copied().collect();
-                    metrics::partitions_assigned(n);
-                    self.publish_status(|s| {
-                        s.ready = true;
-                        s.partitions = n;
-                        s.partition_ids = ids;
-                    });
+                    self.publish_ownership();
                 }
                 Change::Revoked(list) => {
                     for (topic, p) in list {
@@ -466,26 +489,46 @@ impl Daemon {
                             }
                             self.clock_sent.remove(&p);
                             self.seeking.remove(&p);
+                            if let Some((_, task)) = self.rebuilding.remove(&p) {
+                                task.abort();
+                            }
                         }
                     }
-                    let n = self.owned.len();
-                    let ids: Vec<i32> = self.parts.keys().copied().collect();
-                    metrics::partitions_assigned(n);
-                    self.publish_status(|s| {
-                        s.partitions = n;
-                        s.partition_ids = ids;
-                    });
+                    self.publish_ownership();
                 }
             }
         }
-        Ok(())
     }
 
-    /// The "partition assigned → rebuild state" step: latest snapshot, and what the output
-    /// partition already holds, so the replay produces only what is missing.
-    async fn rebuild(&mut self, p: i32) -> Result<Partition, DaemonError> {
-        let started = Instant::now();
-        let found = find_state(&self.config, &self.reader_settings, p).await?;
+    /// The "partition assigned → rebuild state" step, started: records of the partition are
+    /// dropped until its state is in (they are read again: the consumer seeks back to the
+    /// state's position), and the loop keeps polling meanwhile, so the group's rebalances go on.
+    fn start_rebuild(&mut self, p: i32) {
+        self.rebuild_generation += 1;
+        let task = spawn_find_state(
+            self.config.kafka.clone(),
+            self.reader_settings.clone(),
+            p,
+            self.rebuild_generation,
+            self.rebuilt_tx.clone(),
+        );
+        if let Some(old) = self.rebuilding.insert(p, (self.rebuild_generation, task)) {
+            old.1.abort();
+        }
+    }
+
+    /// Latest snapshot, and what the output partition already holds, so the replay produces
+    /// only what is missing.
+    fn finish_rebuild(&mut self, r: Rebuilt) {
+        let p = r.partition;
+        match self.rebuilding.get(&p) {
+            Some((generation, _)) if *generation == r.generation => {
+                self.rebuilding.remove(&p);
+            }
+            // Revoked or restarted meanwhile.
+            _ => return,
+        }
+        let found = r.found;
         let max = self.config.daemon.max_record_bytes;
         let restored = found.snapshot.as_ref().and_then(|bytes| {
             Partition::restore(bytes, p, self.policy.clone(), max)
@@ -520,13 +563,12 @@ impl Daemon {
             }
         }
         part.suppress_through(found.last_seq);
-        let secs = started.elapsed().as_secs_f64();
+        let secs = r.started.elapsed().as_secs_f64();
         metrics::recovered(p, secs);
-        let written = part.positions().clone();
         self.snaps.insert(
             p,
             SnapState {
-                written,
+                written: part.positions().clone(),
                 ..SnapState::default()
             },
         );
@@ -539,7 +581,21 @@ impl Daemon {
             seconds = secs,
             "partition state rebuilt"
         );
-        Ok(part)
+        self.parts.insert(p, part);
+        self.publish_ownership();
+    }
+
+    /// Partitions, and readiness: every owned partition's state is in.
+    fn publish_ownership(&self) {
+        let n = self.owned.len();
+        let ids: Vec<i32> = self.parts.keys().copied().collect();
+        let ready = self.rebuilding.is_empty();
+        metrics::partitions_assigned(n);
+        self.publish_status(|s| {
+            s.ready = ready;
+            s.partitions = n;
+            s.partition_ids = ids;
+        });
     }
 
     /// Takes, writes and completes state snapshots. `force`: snapshot now whatever changed
@@ -648,6 +704,20 @@ impl Daemon {
         Ok(())
     }
 
+    fn seek(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        topic: &str,
+        partition: i32,
+        to: i64,
+    ) {
+        self.seeking.insert(partition, Instant::now());
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(5))
+        {
+            tracing::warn!(topic, partition, to, error = %e, "seek failed; retrying");
+        }
+    }
+
     fn source(&mut self, msg: &OwnedMessage) -> Source {
         let topic = msg.topic();
         let name = match self.topic_names.get(topic) {
@@ -670,12 +740,7 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let Some(part) = self.parts.get_mut(&partition) else {
-            tracing::warn!(
-                topic,
-                partition,
-                offset,
-                "record of a partition not owned; skipped"
-            );
+            // Its state is being rebuilt: the consumer seeks back to the state's position.
             return Ok(());
         };
         match part.admit(topic, offset) {
@@ -687,34 +752,36 @@ impl Daemon {
                 return Ok(());
             }
             Admit::Gap { expected } => {
-                if self.seeking.insert(partition) {
-                    tracing::info!(
-                        topic,
-                        partition,
-                        from = offset,
-                        to = expected,
-                        "consumer ahead of the partition state; seeking back"
-                    );
-                    match consumer.seek(
-                        topic,
-                        partition,
-                        Offset::Offset(expected),
-                        Duration::from_secs(5),
-                    ) {
-                        Ok(()) => return Ok(()),
-                        Err(e) => tracing::warn!(topic, partition, error = %e, "seek failed"),
+                let now = Instant::now();
+                match self.seeking.get(&partition) {
+                    // Records fetched before the seek took effect: drop them.
+                    Some(at) if now.duration_since(*at) < Duration::from_secs(5) => return Ok(()),
+                    // Still ahead long after a seek: are the records gone (retention)?
+                    Some(_) => {
+                        let low = consumer
+                            .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                            .map(|w| w.0);
+                        if matches!(low, Ok(low) if low > expected) {
+                            tracing::error!(topic, partition, expected, offset, "input records deleted before they were applied; continuing without them");
+                            self.seeking.remove(&partition);
+                            part.accept_gap(topic, offset);
+                        } else {
+                            self.seek(consumer, topic, partition, expected);
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        tracing::info!(
+                            topic,
+                            partition,
+                            at = offset,
+                            to = expected,
+                            "consumer ahead of the partition state; seeking back"
+                        );
+                        self.seek(consumer, topic, partition, expected);
+                        return Ok(());
                     }
                 }
-                // The records in between are gone (retention): route on from here.
-                tracing::error!(
-                    topic,
-                    partition,
-                    expected,
-                    offset,
-                    "input records missing; continuing without them"
-                );
-                self.seeking.remove(&partition);
-                part.accept_gap(topic, offset);
             }
         }
         let src = self.source(msg);

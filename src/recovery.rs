@@ -164,13 +164,14 @@ impl Reader {
             .map_err(|e| Self::read_error(topic, partition, e))
     }
 
-    /// The `count` records from `from` on (fewer if the partition ends first).
+    /// Records from `from` on: `count` of them, or with `count` = `None` all up to the end of
+    /// the partition (until nothing more arrives for a moment).
     fn read(
         &self,
         topic: &str,
         partition: i32,
         from: i64,
-        count: usize,
+        count: Option<usize>,
     ) -> Result<Vec<Rec>, RecoveryError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(from))
@@ -179,20 +180,26 @@ impl Reader {
             .assign(&tpl)
             .map_err(|e| Self::read_error(topic, partition, e))?;
         let deadline = Instant::now() + self.timeout;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
+        let mut last_record = Instant::now();
+        let mut out = Vec::new();
+        while count.is_none_or(|n| out.len() < n) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Self::read_error(
                     topic,
                     partition,
-                    format!("timed out reading {count} records from offset {from}"),
+                    format!("timed out reading from offset {from}"),
                 ));
             }
-            match self.consumer.poll(left.min(Duration::from_millis(100))) {
-                None => {}
+            match self.consumer.poll(left.min(Duration::from_millis(50))) {
+                None => {
+                    if count.is_none() && last_record.elapsed() >= TAIL_IDLE {
+                        break;
+                    }
+                }
                 Some(Err(e)) => return Err(Self::read_error(topic, partition, e)),
                 Some(Ok(m)) => {
+                    last_record = Instant::now();
                     if m.offset() < from {
                         continue;
                     }
@@ -210,15 +217,38 @@ impl Reader {
         Ok(out)
     }
 
+    /// The last record of a partition before `end` (exclusive; `None`: the current end).
+    ///
+    /// The high watermark is only a starting point: some brokers report the base offset of
+    /// the last batch + 1 rather than the last offset + 1, so the tail is read forward from
+    /// there to the real end.
+    fn last_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        end: Option<i64>,
+    ) -> Result<Option<Rec>, RecoveryError> {
+        let (low, high) = self.watermarks(topic, partition)?;
+        let start = match end {
+            Some(e) => (e - 1).max(low),
+            None => (high - 1).max(low),
+        };
+        if end.is_some_and(|e| e <= low) || (end.is_none() && high <= low) {
+            return Ok(None);
+        }
+        let tail = match end {
+            Some(_) => self.read(topic, partition, start, Some(1))?,
+            None => self.read(topic, partition, start, None)?,
+        };
+        Ok(tail.into_iter().last())
+    }
+
     /// The last `omniroute.seq` on an output partition: every output up to it was produced.
     /// `None` when the partition holds no output of omniroute's.
     pub fn last_seq(&self, topic: &str, partition: i32) -> Result<Option<u64>, RecoveryError> {
-        let (low, high) = self.watermarks(topic, partition)?;
-        if high <= low {
-            return Ok(None);
-        }
-        let last = self.read(topic, partition, high - 1, 1)?;
-        Ok(last.first().and_then(|r| r.seq))
+        Ok(self
+            .last_before(topic, partition, None)?
+            .and_then(|r| r.seq))
     }
 
     /// The newest complete snapshot on a state partition, as the bytes it was split from.
@@ -228,21 +258,20 @@ impl Reader {
         topic: &str,
         partition: i32,
     ) -> Result<Option<Vec<u8>>, RecoveryError> {
-        let (low, mut end) = self.watermarks(topic, partition)?;
-        while end > low {
-            let last = self.read(topic, partition, end - 1, 1)?;
-            let Some(&Rec {
-                chunk: Some((id, i, n)),
-                ..
-            }) = last.first()
-            else {
+        let (low, _) = self.watermarks(topic, partition)?;
+        let mut end = None;
+        loop {
+            let Some(last) = self.last_before(topic, partition, end)? else {
+                return Ok(None);
+            };
+            let Some((id, i, n)) = last.chunk else {
                 // Not a chunk of ours: step over it.
-                end -= 1;
+                end = Some(last.offset);
                 continue;
             };
-            let first = end - 1 - i64::from(i);
+            let first = last.offset - i64::from(i);
             if i + 1 == n && first >= low {
-                let recs = self.read(topic, partition, first, n as usize)?;
+                let recs = self.read(topic, partition, first, Some(n as usize))?;
                 let whole = recs.len() == n as usize
                     && recs.iter().enumerate().all(|(k, r)| {
                         r.chunk == Some((id, k as u32, n)) && r.offset == first + k as i64
@@ -256,11 +285,16 @@ impl Reader {
                 }
             }
             // Incomplete (a writer died mid-snapshot) or cut by retention: try the one before.
-            end = first;
+            if first <= low {
+                return Ok(None);
+            }
+            end = Some(first);
         }
-        Ok(None)
     }
 }
+
+/// How long the tail of a partition must stay silent to count as its end.
+const TAIL_IDLE: Duration = Duration::from_millis(300);
 
 #[cfg(test)]
 mod tests {

@@ -134,6 +134,10 @@ pub fn producer_settings(config: &Config) -> Result<ClientConfig, Error> {
         &[
             ("acks", "all".into()),
             ("enable.idempotence", "true".into()),
+            // A batch that fails for good would leave a hole in the output stream, which
+            // recovery reads as "all produced": stop the producer instead (the daemon exits,
+            // and the next start replays from the last snapshot).
+            ("enable.gapless.guarantee", "true".into()),
             ("linger.ms", "5".into()),
             (
                 "queue.buffering.max.messages",
