@@ -281,7 +281,8 @@ struct Daemon {
     snaps: HashMap<i32, SnapState>,
     /// When a clock record was last sent to each partition (one at a time is enough).
     clock_sent: HashMap<i32, Instant>,
-    /// Partitions whose consumer position was moved back to the state's position, and when.
+    /// Partitions whose consumer was just moved back to the state's position, and when: their
+    /// next record is the first one after the seek.
     seeking: HashMap<i32, Instant>,
     /// Partitions whose state is being looked up: (generation, task).
     rebuilding: HashMap<i32, (u64, tokio::task::JoinHandle<()>)>,
@@ -711,10 +712,12 @@ impl Daemon {
         partition: i32,
         to: i64,
     ) {
-        self.seeking.insert(partition, Instant::now());
-        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(5))
-        {
-            tracing::warn!(topic, partition, to, error = %e, "seek failed; retrying");
+        match consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(5)) {
+            Ok(()) => {
+                self.seeking.insert(partition, Instant::now());
+            }
+            // The next record of the partition tries again.
+            Err(e) => tracing::warn!(topic, partition, to, error = %e, "seek failed"),
         }
     }
 
@@ -752,35 +755,28 @@ impl Daemon {
                 return Ok(());
             }
             Admit::Gap { expected } => {
-                let now = Instant::now();
-                match self.seeking.get(&partition) {
-                    // Records fetched before the seek took effect: drop them.
-                    Some(at) if now.duration_since(*at) < Duration::from_secs(5) => return Ok(()),
-                    // Still ahead long after a seek: are the records gone (retention)?
-                    Some(_) => {
-                        let low = consumer
-                            .fetch_watermarks(topic, partition, Duration::from_secs(5))
-                            .map(|w| w.0);
-                        if matches!(low, Ok(low) if low > expected) {
-                            tracing::error!(topic, partition, expected, offset, "input records deleted before they were applied; continuing without them");
-                            self.seeking.remove(&partition);
-                            part.accept_gap(topic, offset);
-                        } else {
-                            self.seek(consumer, topic, partition, expected);
-                            return Ok(());
-                        }
-                    }
-                    None => {
-                        tracing::info!(
-                            topic,
-                            partition,
-                            at = offset,
-                            to = expected,
-                            "consumer ahead of the partition state; seeking back"
-                        );
-                        self.seek(consumer, topic, partition, expected);
-                        return Ok(());
-                    }
+                if self.seeking.remove(&partition).is_some() {
+                    // The first record after a seek back is the first one that exists at or
+                    // after the state's position (librdkafka drops what was fetched before
+                    // the seek): offsets in between hold no record (offsets may have gaps).
+                    tracing::info!(
+                        topic,
+                        partition,
+                        expected,
+                        offset,
+                        "no records between the state's position and this one"
+                    );
+                    part.accept_gap(topic, offset);
+                } else {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        at = offset,
+                        to = expected,
+                        "consumer ahead of the partition state; seeking back"
+                    );
+                    self.seek(consumer, topic, partition, expected);
+                    return Ok(());
                 }
             }
         }
