@@ -166,10 +166,11 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         tracker,
         parts: BTreeMap::new(),
         owned: BTreeSet::new(),
-        revoked: BTreeMap::new(),
         snaps: HashMap::new(),
         clock_sent: HashMap::new(),
         seeking: HashMap::new(),
+        delivered: HashMap::new(),
+        lows: HashMap::new(),
         rebuilding: HashMap::new(),
         rebuild_generation: 0,
         rebuilt_tx,
@@ -274,16 +275,17 @@ struct Daemon {
     parts: BTreeMap<i32, Partition>,
     /// (topic, partition) pairs currently owned.
     owned: BTreeSet<(String, i32)>,
-    /// Partitions revoked by the last rebalance, kept until the next assignment: an eager
-    /// rebalance revokes everything and then hands most of it straight back, and nobody else
-    /// can have consumed in between, so their state is still exact.
-    revoked: BTreeMap<i32, Partition>,
     snaps: HashMap<i32, SnapState>,
     /// When a clock record was last sent to each partition (one at a time is enough).
     clock_sent: HashMap<i32, Instant>,
-    /// Partitions whose consumer was just moved back to the state's position, and when: their
-    /// next record is the first one after the seek.
-    seeking: HashMap<i32, Instant>,
+    /// Input partitions whose consumer was moved back towards the state's position, and to
+    /// which offset.
+    seeking: HashMap<(Arc<str>, i32), i64>,
+    /// The offset of the record the consumer handed over last, per input partition, since
+    /// the last seek or assignment: two in a row prove there is nothing between them.
+    delivered: HashMap<(Arc<str>, i32), i64>,
+    /// First offset kept, per input partition (how far back a seek may go).
+    lows: HashMap<(Arc<str>, i32), i64>,
     /// Partitions whose state is being looked up: (generation, task).
     rebuilding: HashMap<i32, (u64, tokio::task::JoinHandle<()>)>,
     rebuild_generation: u64,
@@ -458,38 +460,32 @@ impl Daemon {
         for change in consumer.context().take_changes() {
             match change {
                 Change::Assigned(list) => {
-                    let mut kept = std::mem::take(&mut self.revoked);
+                    // Fetching restarts from the committed offsets.
+                    self.delivered.clear();
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
-                        if self.parts.contains_key(&p) || self.rebuilding.contains_key(&p) {
-                            continue;
-                        }
-                        match kept.remove(&p) {
-                            Some(part) => {
-                                self.parts.insert(p, part);
-                            }
-                            None => self.start_rebuild(p),
+                        if !self.parts.contains_key(&p) && !self.rebuilding.contains_key(&p) {
+                            self.start_rebuild(p);
                         }
                     }
-                    // Partitions that went elsewhere: their state goes with them.
-                    drop(kept);
                     self.publish_ownership();
                 }
                 Change::Revoked(list) => {
                     for (topic, p) in list {
                         self.owned.remove(&(topic, p));
                         if !self.owned.iter().any(|(_, q)| *q == p) {
-                            // Drained in the callback; kept aside until the next assignment.
-                            if let Some(part) = self.parts.remove(&p) {
-                                self.revoked.insert(p, part);
-                            }
+                            // Drained in the callback. The state goes: even when the partition
+                            // comes straight back, another instance may have owned it between
+                            // (brokers do not all keep rebalances strictly apart), so every
+                            // assignment rebuilds from the snapshot and the output partition.
+                            self.parts.remove(&p);
                             // The tracker forgot the partition; snapshots restart cleanly.
                             if let Some(s) = self.snaps.get_mut(&p) {
                                 s.waiting = None;
                                 s.in_flight = None;
                             }
                             self.clock_sent.remove(&p);
-                            self.seeking.remove(&p);
+                            self.seeking.retain(|(_, q), _| *q != p);
                             if let Some((_, task)) = self.rebuilding.remove(&p) {
                                 task.abort();
                             }
@@ -530,6 +526,11 @@ impl Daemon {
             _ => return,
         }
         let found = r.found;
+        for (t, low) in &found.low {
+            let topic = self.topic_name(t);
+            self.lows.insert((topic.clone(), p), *low);
+            self.delivered.remove(&(topic, p));
+        }
         let max = self.config.daemon.max_record_bytes;
         let restored = found.snapshot.as_ref().and_then(|bytes| {
             Partition::restore(bytes, p, self.policy.clone(), max)
@@ -708,13 +709,15 @@ impl Daemon {
     fn seek(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        topic: &str,
-        partition: i32,
+        key: &(Arc<str>, i32),
         to: i64,
     ) {
+        let (topic, partition) = (&*key.0, key.1);
+        // What comes next is the first record after the seek.
+        self.delivered.remove(key);
         match consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(5)) {
             Ok(()) => {
-                self.seeking.insert(partition, Instant::now());
+                self.seeking.insert(key.clone(), to);
             }
             // The next record of the partition tries again.
             Err(e) => tracing::warn!(topic, partition, to, error = %e, "seek failed"),
@@ -722,16 +725,19 @@ impl Daemon {
     }
 
     fn source(&mut self, msg: &OwnedMessage) -> Source {
-        let topic = msg.topic();
-        let name = match self.topic_names.get(topic) {
+        (self.topic_name(msg.topic()), msg.partition(), msg.offset())
+    }
+
+    /// The interned name of a topic.
+    fn topic_name(&mut self, topic: &str) -> Arc<str> {
+        match self.topic_names.get(topic) {
             Some(t) => t.clone(),
             None => {
                 let t: Arc<str> = Arc::from(topic);
                 self.topic_names.insert(topic.to_string(), t.clone());
                 t
             }
-        };
-        (name, msg.partition(), msg.offset())
+        }
     }
 
     /// admit → decode → engine → encode → produce; the snapshot that holds this record is
@@ -742,30 +748,54 @@ impl Daemon {
         msg: &OwnedMessage,
     ) -> Result<(), DaemonError> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let src = self.source(msg);
         let Some(part) = self.parts.get_mut(&partition) else {
             // Its state is being rebuilt: the consumer seeks back to the state's position.
             return Ok(());
         };
+        let key = (src.0.clone(), partition);
+        let previous = self.delivered.insert(key.clone(), offset);
         match part.admit(topic, offset) {
             Admit::Apply => {
-                self.seeking.remove(&partition);
+                self.seeking.remove(&key);
             }
             Admit::Skip => {
                 metrics::replay_skipped();
                 return Ok(());
             }
+            // The consumer handed over the record before the expected one and then this one:
+            // offsets in between hold no record (offsets may have gaps).
+            Admit::Gap { expected } if previous.is_some_and(|q| q < expected) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    expected,
+                    offset,
+                    "no records between the state's position and this one"
+                );
+                self.seeking.remove(&key);
+                part.accept_gap(topic, offset);
+            }
             Admit::Gap { expected } => {
-                if self.seeking.remove(&partition).is_some() {
-                    // The first record after a seek back is the first one that exists at or
-                    // after the state's position (librdkafka drops what was fetched before
-                    // the seek): offsets in between hold no record (offsets may have gaps).
-                    tracing::info!(
+                // Seek back to the state's position. Where the first record that comes back
+                // is still past it, seek further back, doubling the distance: some brokers
+                // answer a fetch from inside a record batch with the next batch, so only a
+                // seek to a batch's start is sure to return the record wanted.
+                let low = self.lows.get(&key).copied().unwrap_or(0);
+                let from = match self.seeking.get(&key) {
+                    None => expected,
+                    Some(&f) => (expected - 2 * (expected - f).max(1)).max(low),
+                };
+                if self.seeking.get(&key) == Some(&from) {
+                    // Already back at the start of the log: what is missing is gone.
+                    tracing::error!(
                         topic,
                         partition,
                         expected,
                         offset,
-                        "no records between the state's position and this one"
+                        "input records missing; continuing without them"
                     );
+                    self.seeking.remove(&key);
                     part.accept_gap(topic, offset);
                 } else {
                     tracing::info!(
@@ -773,14 +803,14 @@ impl Daemon {
                         partition,
                         at = offset,
                         to = expected,
+                        from,
                         "consumer ahead of the partition state; seeking back"
                     );
-                    self.seek(consumer, topic, partition, expected);
+                    self.seek(consumer, &key, from);
                     return Ok(());
                 }
             }
         }
-        let src = self.source(msg);
         metrics::record_consumed(topic);
         self.counts.consumed += 1;
         let Some(part) = self.parts.get_mut(&partition) else {
@@ -926,7 +956,7 @@ impl Daemon {
         match Config::load(&r.path) {
             Ok(c) => {
                 let policy = Arc::new(c.routing);
-                for p in self.parts.values_mut().chain(self.revoked.values_mut()) {
+                for p in self.parts.values_mut() {
                     p.set_policy(policy.clone());
                 }
                 self.policy = policy.clone();

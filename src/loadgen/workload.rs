@@ -101,6 +101,7 @@ enum Pending {
     WrapupDone {
         tenant: u32,
         agent_id: String,
+        contact_id: String,
     },
     Abandon {
         tenant: u32,
@@ -405,6 +406,7 @@ impl Workload {
                     Pending::WrapupDone {
                         tenant,
                         agent_id: agent_id.clone(),
+                        contact_id: contact_id.clone(),
                     },
                 );
                 let body = Body::ContactCompleted(ContactCompleted {
@@ -413,11 +415,16 @@ impl Workload {
                 });
                 self.event(tenant, now, body)
             }
-            Pending::WrapupDone { tenant, agent_id } => {
+            Pending::WrapupDone {
+                tenant,
+                agent_id,
+                contact_id,
+            } => {
                 self.mix.wrapups += 1;
+                // Naming the contact ends exactly its wrap-up (an agent may wrap up several).
                 let body = Body::AgentWrapupDone(WrapupDone {
                     agent_id,
-                    contact_id: None,
+                    contact_id: Some(contact_id),
                 });
                 self.event(tenant, now, body)
             }
