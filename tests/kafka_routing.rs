@@ -359,8 +359,8 @@ async fn a_rebalance_hands_over_offsets_and_the_state_of_every_partition() {
         )
         .await;
     }
-    // Both partitions know their agent: the one that stayed kept its state in memory, the one
-    // that moved was rebuilt by its new owner from the last snapshot.
+    // Both partitions know their agent: after the rebalance each owner rebuilt its partitions
+    // from the last snapshot (the one that stayed as well as the one that moved).
     let got = out
         .json_until(Duration::from_secs(10), |o| of_type(o, "offer").len() >= 2)
         .await;
