@@ -454,14 +454,24 @@ impl Config {
 
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let parse_error = |e: toml::de::Error, path: &str| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            let message = e.message().trim().to_string();
             ConfigError::Parse {
                 file: origin.to_string(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message: if path.is_empty() || path == "." {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                },
             }
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| parse_error(e, ""))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            parse_error(e.into_inner(), &path)
         })?;
         config.validate()?;
         Ok(config)
@@ -655,7 +665,24 @@ mod tests {
         .unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("f.toml:4:"), "{msg}");
-        assert!(msg.contains("tick_intervall"), "{msg}");
+        assert!(
+            msg.contains("daemon.tick_intervall: unknown field"),
+            "{msg}"
+        );
+        // Deeper keys name their whole path.
+        let e = Config::parse(
+            &format!(
+                "{MIN}[routing.queues.sales]
+strategi = \"round_robin\"\n"
+            ),
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("routing.queues.sales.strategi: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

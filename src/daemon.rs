@@ -431,7 +431,7 @@ impl Daemon {
                     Some(r) => self.reload(&r),
                     None => reload = None,
                 },
-                Some(r) = self.rebuilt_rx.recv() => self.finish_rebuild(r),
+                Some(r) = self.rebuilt_rx.recv() => self.finish_rebuild(consumer, r),
                 _ = timer => self.send_clocks().await?,
                 m = consumer.recv() => match m {
                     Ok(msg) => {
@@ -516,7 +516,7 @@ impl Daemon {
 
     /// Latest snapshot, and what the output partition already holds, so the replay produces
     /// only what is missing.
-    fn finish_rebuild(&mut self, r: Rebuilt) {
+    fn finish_rebuild(&mut self, consumer: &StreamConsumer<RebalanceContext>, r: Rebuilt) {
         let p = r.partition;
         match self.rebuilding.get(&p) {
             Some((generation, _)) if *generation == r.generation => {
@@ -583,7 +583,18 @@ impl Daemon {
             seconds = secs,
             "partition state rebuilt"
         );
+        // Records that arrived meanwhile were dropped: fetch again from the state's position
+        // now, rather than wait for a next record that may never come.
+        let positions: Vec<(String, i64)> = part
+            .positions()
+            .iter()
+            .map(|(t, o)| (t.clone(), *o))
+            .collect();
         self.parts.insert(p, part);
+        for (t, at) in positions {
+            let key = (self.topic_name(&t), p);
+            self.seek(consumer, &key, at);
+        }
         self.publish_ownership();
     }
 
