@@ -68,8 +68,9 @@ struct Contact {
 #[derive(Debug, Clone)]
 struct Standing {
     attempt: u32,
-    /// As the engine wrote it (moved out of its output, not copied).
+    /// The ids as the engine wrote them (moved out of its output, not copied).
     assignment_id: String,
+    contact_id: String,
     agent: u32,
 }
 
@@ -96,6 +97,10 @@ pub struct Simulation<'a> {
     scenario: &'a Scenario,
     engine: Engine,
     heap: BinaryHeap<Reverse<(Millis, u64, Happening)>>,
+    /// Happenings due at the instant they were scheduled (an accept with no `accept_delay`):
+    /// kept in order here rather than going through the heap. Both are read in (time, `seq`)
+    /// order, so the order of events is the same as with the heap alone.
+    due_now: VecDeque<(Millis, u64, Happening)>,
     seq: u64,
     now: Millis,
     end: Millis,
@@ -178,6 +183,7 @@ impl<'a> Simulation<'a> {
             scenario,
             engine: Engine::new(sim.tenant.clone(), policy),
             heap: BinaryHeap::new(),
+            due_now: VecDeque::new(),
             seq: 0,
             now: start,
             end,
@@ -271,7 +277,36 @@ impl<'a> Simulation<'a> {
 
     fn push(&mut self, at: Millis, h: Happening) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, h)));
+        // `now` never goes back, so `due_now` stays sorted by (time, seq).
+        if at == self.now {
+            self.due_now.push_back((at, self.seq, h));
+        } else {
+            self.heap.push(Reverse((at, self.seq, h)));
+        }
+    }
+
+    /// When the next happening is due.
+    fn next_due(&self) -> Option<Millis> {
+        let heap = self.heap.peek().map(|Reverse((t, _, _))| *t);
+        let now = self.due_now.front().map(|(t, _, _)| *t);
+        match (heap, now) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes the next happening, the earliest by (time, seq).
+    fn pop(&mut self) -> Option<(Millis, Happening)> {
+        let from_fifo = match (self.heap.peek(), self.due_now.front()) {
+            (Some(Reverse((t, s, _))), Some((u, r, _))) => (u, r) < (t, s),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if from_fifo {
+            self.due_now.pop_front().map(|(t, _, h)| (t, h))
+        } else {
+            self.heap.pop().map(|Reverse((t, _, h))| (t, h))
+        }
     }
 
     /// Hands one event to the engine at `now`, then reacts to its outputs. Gives the body back,
@@ -312,6 +347,7 @@ impl<'a> Simulation<'a> {
                     contact.offer = Some(Standing {
                         attempt,
                         assignment_id: offer.assignment_id,
+                        contact_id: offer.contact_id,
                         agent,
                     });
                     self.push(
@@ -380,7 +416,7 @@ impl<'a> Simulation<'a> {
         let mut ticks_here = 0u32;
         let mut last_tick = 0;
         loop {
-            let next = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let next = self.next_due();
             let deadline = self.engine.next_deadline().map(|d| d.max(self.now));
             match (deadline, next) {
                 (Some(d), n) if d < self.end && n.is_none_or(|n| d <= n) => {
@@ -403,7 +439,7 @@ impl<'a> Simulation<'a> {
                     self.outputs = out;
                 }
                 (_, Some(n)) if n < self.end => {
-                    let Some(Reverse((at, _, h))) = self.heap.pop() else {
+                    let Some((at, h)) = self.pop() else {
                         break;
                     };
                     self.now = at;
@@ -440,7 +476,8 @@ impl<'a> Simulation<'a> {
                 b.assignment_id.push_str(&o.assignment_id);
                 b.agent_id.clear();
                 b.agent_id.push_str(&self.agent_ids[o.agent as usize]);
-                write_id(&mut b.contact_id, 'c', contact);
+                b.contact_id.clear();
+                b.contact_id.push_str(&o.contact_id);
                 let (r, body) = self.send(now, Body::OfferAccepted(b));
                 if let Body::OfferAccepted(b) = body {
                     self.bodies.accepted = b;
@@ -453,22 +490,24 @@ impl<'a> Simulation<'a> {
                 }
             }
             Happening::Complete(contact) => {
-                let agent = self
-                    .contact_mut(contact)
-                    .and_then(|c| {
-                        c.stage = Stage::Gone;
-                        c.offer.take()
-                    })
-                    .map(|o| o.agent);
+                let standing = self.contact_mut(contact).and_then(|c| {
+                    c.stage = Stage::Gone;
+                    c.offer.take()
+                });
                 let mut b = std::mem::replace(&mut self.bodies.completed, blank_completed());
-                write_id(&mut b.contact_id, 'c', contact);
-                match agent {
-                    Some(a) => {
+                match standing {
+                    Some(o) => {
+                        // The contact's own id buffer goes with the event; the body's old one
+                        // is dropped with the standing offer.
+                        b.contact_id = o.contact_id;
                         let id = b.agent_id.get_or_insert_with(String::new);
                         id.clear();
-                        id.push_str(&self.agent_ids[a as usize]);
+                        id.push_str(&self.agent_ids[o.agent as usize]);
                     }
-                    None => b.agent_id = None,
+                    None => {
+                        write_id(&mut b.contact_id, 'c', contact);
+                        b.agent_id = None;
+                    }
                 }
                 let (_, body) = self.send(now, Body::ContactCompleted(b));
                 if let Body::ContactCompleted(b) = body {
@@ -646,8 +685,6 @@ fn engine_policy(routing: &Policy) -> Policy {
 
 /// Writes `{prefix}{n}` into `buf`, reusing its allocation.
 fn write_id(buf: &mut String, prefix: char, n: u32) {
-    buf.clear();
-    buf.push(prefix);
     let mut digits = [0u8; 10];
     let mut i = digits.len();
     let mut n = n;
@@ -659,6 +696,8 @@ fn write_id(buf: &mut String, prefix: char, n: u32) {
             break;
         }
     }
+    buf.clear();
+    buf.push(prefix);
     for &d in &digits[i..] {
         buf.push(char::from(d));
     }
