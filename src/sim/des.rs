@@ -17,7 +17,7 @@ use super::report::{Row, RunReport};
 use super::rng::Rng;
 use super::scenario::{Arrival, Scenario};
 use super::SimError;
-use crate::engine::{Engine, Output, SlaSnapshot};
+use crate::engine::{Engine, Ignored, Output, Policy, SlaSnapshot};
 use crate::event::{
     AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
     Event, Millis, OfferAnswer,
@@ -60,16 +60,36 @@ enum Stage {
 struct Contact {
     stage: Stage,
     handle_ms: u64,
-    /// The standing offer: attempt, assignment id, agent id.
-    offer: Option<(u32, String, String)>,
+    /// The standing offer.
+    offer: Option<Standing>,
+}
+
+/// An offer made to a contact and not yet answered or withdrawn.
+#[derive(Debug, Clone)]
+struct Standing {
+    attempt: u32,
+    /// The ids as the engine wrote them (moved out of its output, not copied).
+    assignment_id: String,
+    contact_id: String,
+    agent: u32,
 }
 
 struct Stream {
     arrivals: Rng,
     attributes: Rng,
-    queue: String,
     weights: Vec<f64>,
     languages: Vec<String>,
+    /// This stream's `contact.created`, filled in per contact (id, language) and reused.
+    created: ContactCreated,
+}
+
+/// Event bodies reused from one event to the next: ids are written into their buffers in
+/// place, so feeding the engine allocates nothing once the buffers have grown.
+struct Bodies {
+    accepted: OfferAnswer,
+    completed: ContactCompleted,
+    abandoned: ContactRef,
+    state: AgentStateChange,
 }
 
 /// One run of a scenario.
@@ -77,11 +97,22 @@ pub struct Simulation<'a> {
     scenario: &'a Scenario,
     engine: Engine,
     heap: BinaryHeap<Reverse<(Millis, u64, Happening)>>,
+    /// Happenings due at the instant they were scheduled (an accept with no `accept_delay`):
+    /// kept in order here rather than going through the heap. Both are read in (time, `seq`)
+    /// order, so the order of events is the same as with the heap alone.
+    due_now: VecDeque<(Millis, u64, Happening)>,
     seq: u64,
-    event_seq: u64,
     now: Millis,
     end: Millis,
     streams: Vec<Stream>,
+    /// The event handed to the engine: tenant set once, id empty (see [`engine_policy`]),
+    /// time and body replaced per event.
+    event: Event,
+    bodies: Bodies,
+    /// `a{n}` for agent `n`.
+    agent_ids: Vec<String>,
+    accept_delay: Millis,
+    away_for: Millis,
     /// Contacts `first_contact..`, by number; finished ones are dropped from the front, so
     /// memory follows the contacts in flight, not the length of the run.
     contacts: VecDeque<Contact>,
@@ -111,7 +142,7 @@ impl<'a> Simulation<'a> {
         let start = scenario.start_ms()?;
         let sim = &scenario.simulation;
         let end = start + duration_ms(sim.duration);
-        let policy = Arc::new(scenario.routing.clone());
+        let policy = Arc::new(engine_policy(&scenario.routing));
         let streams = scenario
             .arrivals
             .iter()
@@ -126,12 +157,25 @@ impl<'a> Simulation<'a> {
                 Stream {
                     arrivals: Rng::new(sim.seed, 2 * i),
                     attributes: Rng::new(sim.seed, 2 * i + 1),
-                    queue: a
-                        .queue
-                        .clone()
-                        .unwrap_or_else(|| scenario.routing.default_queue.clone()),
                     weights,
                     languages,
+                    created: ContactCreated {
+                        contact_id: String::new(),
+                        channel: a.channel.clone(),
+                        // Every simulated contact is a new customer (see `engine_policy`).
+                        customer_id: String::new(),
+                        language: String::new(),
+                        queue: Some(
+                            a.queue
+                                .clone()
+                                .unwrap_or_else(|| scenario.routing.default_queue.clone()),
+                        ),
+                        required_skills: a.required_skills.clone(),
+                        preferred_skills: a.preferred_skills.clone(),
+                        priority: a.priority,
+                        preferred_agent: None,
+                        handoff: None,
+                    },
                 }
             })
             .collect();
@@ -139,11 +183,40 @@ impl<'a> Simulation<'a> {
             scenario,
             engine: Engine::new(sim.tenant.clone(), policy),
             heap: BinaryHeap::new(),
+            due_now: VecDeque::new(),
             seq: 0,
-            event_seq: 0,
             now: start,
             end,
             streams,
+            event: Event {
+                id: String::new(),
+                tenant: sim.tenant.clone(),
+                ts: start,
+                body: placeholder(),
+            },
+            bodies: Bodies {
+                accepted: OfferAnswer {
+                    assignment_id: String::new(),
+                    agent_id: String::new(),
+                    contact_id: String::new(),
+                    reason: None,
+                },
+                completed: ContactCompleted {
+                    contact_id: String::new(),
+                    agent_id: Some(String::new()),
+                },
+                abandoned: ContactRef {
+                    contact_id: String::new(),
+                },
+                state: AgentStateChange {
+                    agent_id: String::new(),
+                    state: AgentState::Available,
+                    reason: None,
+                },
+            },
+            agent_ids: Vec::new(),
+            accept_delay: duration_ms(sim.accept_delay),
+            away_for: duration_ms(sim.away_for),
             contacts: VecDeque::new(),
             first_contact: 0,
             on_shift: Vec::new(),
@@ -168,8 +241,9 @@ impl<'a> Simulation<'a> {
             let spans = Scenario::shift_spans(g, start, self.end);
             for k in 0..g.count {
                 let agent_id = agent_id(n);
+                self.agent_ids.push(agent_id.clone());
                 let profile = AgentProfile {
-                    agent_id: agent_id.clone(),
+                    agent_id,
                     skills: g.skills.clone(),
                     languages: if g.languages.is_empty() {
                         vec!["es".to_string()]
@@ -180,6 +254,7 @@ impl<'a> Simulation<'a> {
                     queues: g.queues.clone(),
                 };
                 self.send(start, Body::AgentProfile(profile))
+                    .0
                     .map_err(|e| SimError::Engine(format!("agent {} #{k}: {e}", g.name)))?;
                 self.on_shift.push(false);
                 for &(on, off) in &spans {
@@ -202,37 +277,63 @@ impl<'a> Simulation<'a> {
 
     fn push(&mut self, at: Millis, h: Happening) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, h)));
+        // `now` never goes back, so `due_now` stays sorted by (time, seq).
+        if at == self.now {
+            self.due_now.push_back((at, self.seq, h));
+        } else {
+            self.heap.push(Reverse((at, self.seq, h)));
+        }
     }
 
-    /// Hands one event to the engine at `now`, then reacts to its outputs.
-    fn send(&mut self, now: Millis, body: Body) -> Result<(), crate::engine::Ignored> {
-        self.event_seq += 1;
-        let event = Event {
-            id: self.event_seq.to_string(),
-            tenant: self.scenario.simulation.tenant.clone(),
-            ts: now,
-            body,
+    /// When the next happening is due.
+    fn next_due(&self) -> Option<Millis> {
+        let heap = self.heap.peek().map(|Reverse((t, _, _))| *t);
+        let now = self.due_now.front().map(|(t, _, _)| *t);
+        match (heap, now) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes the next happening, the earliest by (time, seq).
+    fn pop(&mut self) -> Option<(Millis, Happening)> {
+        let from_fifo = match (self.heap.peek(), self.due_now.front()) {
+            (Some(Reverse((t, s, _))), Some((u, r, _))) => (u, r) < (t, s),
+            (None, Some(_)) => true,
+            _ => false,
         };
+        if from_fifo {
+            self.due_now.pop_front().map(|(t, _, h)| (t, h))
+        } else {
+            self.heap.pop().map(|Reverse((t, _, h))| (t, h))
+        }
+    }
+
+    /// Hands one event to the engine at `now`, then reacts to its outputs. Gives the body back,
+    /// so that its buffers serve the next event of its kind.
+    fn send(&mut self, now: Millis, body: Body) -> (Result<(), Ignored>, Body) {
+        self.event.ts = now;
+        self.event.body = body;
         self.counters.events += 1;
         let mut out = std::mem::take(&mut self.outputs);
-        let r = self.engine.handle(now, &event, &mut out);
+        let r = self.engine.handle(now, &self.event, &mut out);
         if r.is_err() {
             self.counters.ignored += 1;
         }
         self.react(now, &mut out);
         self.outputs = out;
-        r
+        (r, std::mem::replace(&mut self.event.body, placeholder()))
     }
 
     fn react(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let delay = duration_ms(self.scenario.simulation.accept_delay);
-        let away_for = duration_ms(self.scenario.simulation.away_for);
         for o in out.drain(..) {
             match o {
                 Output::Offer(offer) => {
                     self.counters.offers += 1;
-                    let Some(c) = contact_index(&offer.contact_id) else {
+                    let (Some(c), Some(agent)) = (
+                        contact_index(&offer.contact_id),
+                        agent_index(&offer.agent_id),
+                    ) else {
                         continue;
                     };
                     let Some(contact) = self.contact_mut(c) else {
@@ -242,10 +343,15 @@ impl<'a> Simulation<'a> {
                         continue;
                     }
                     contact.stage = Stage::Offered;
-                    contact.offer = Some((offer.attempt, offer.assignment_id, offer.agent_id));
                     let attempt = offer.attempt;
+                    contact.offer = Some(Standing {
+                        attempt,
+                        assignment_id: offer.assignment_id,
+                        contact_id: offer.contact_id,
+                        agent,
+                    });
                     self.push(
-                        now + delay,
+                        now + self.accept_delay,
                         Happening::Accept {
                             contact: c,
                             attempt,
@@ -261,7 +367,7 @@ impl<'a> Simulation<'a> {
                     if contact
                         .offer
                         .as_ref()
-                        .is_some_and(|o| o.1 == w.assignment_id)
+                        .is_some_and(|o| o.assignment_id == w.assignment_id)
                     {
                         contact.offer = None;
                         if contact.stage == Stage::Offered {
@@ -271,7 +377,7 @@ impl<'a> Simulation<'a> {
                 }
                 Output::AgentAway(a) => {
                     if let Some(i) = agent_index(&a.agent_id) {
-                        self.push(now + away_for, Happening::Return(i));
+                        self.push(now + self.away_for, Happening::Return(i));
                     }
                 }
             }
@@ -310,7 +416,7 @@ impl<'a> Simulation<'a> {
         let mut ticks_here = 0u32;
         let mut last_tick = 0;
         loop {
-            let next = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let next = self.next_due();
             let deadline = self.engine.next_deadline().map(|d| d.max(self.now));
             match (deadline, next) {
                 (Some(d), n) if d < self.end && n.is_none_or(|n| d <= n) => {
@@ -333,7 +439,7 @@ impl<'a> Simulation<'a> {
                     self.outputs = out;
                 }
                 (_, Some(n)) if n < self.end => {
-                    let Some(Reverse((at, _, h))) = self.heap.pop() else {
+                    let Some((at, h)) = self.pop() else {
                         break;
                     };
                     self.now = at;
@@ -351,23 +457,32 @@ impl<'a> Simulation<'a> {
         match h {
             Happening::Arrive(i) => self.arrive(now, i),
             Happening::Accept { contact, attempt } => {
-                let Some(c) = self.contact(contact) else {
+                // Field by field, so that the body buffers can be filled from the contact.
+                let Some(c) = contact
+                    .checked_sub(self.first_contact)
+                    .and_then(|i| self.contacts.get(i as usize))
+                else {
                     return;
                 };
-                let Some((a, assignment_id, agent_id)) = c.offer.clone() else {
+                let Some(o) = &c.offer else {
                     return;
                 };
-                if a != attempt || c.stage != Stage::Offered {
+                if o.attempt != attempt || c.stage != Stage::Offered {
                     return;
                 }
                 let handle = c.handle_ms;
-                let body = Body::OfferAccepted(OfferAnswer {
-                    assignment_id,
-                    agent_id,
-                    contact_id: contact_id(contact),
-                    reason: None,
-                });
-                if self.send(now, body).is_ok() {
+                let mut b = std::mem::replace(&mut self.bodies.accepted, blank_answer());
+                b.assignment_id.clear();
+                b.assignment_id.push_str(&o.assignment_id);
+                b.agent_id.clear();
+                b.agent_id.push_str(&self.agent_ids[o.agent as usize]);
+                b.contact_id.clear();
+                b.contact_id.push_str(&o.contact_id);
+                let (r, body) = self.send(now, Body::OfferAccepted(b));
+                if let Body::OfferAccepted(b) = body {
+                    self.bodies.accepted = b;
+                }
+                if r.is_ok() {
                     if let Some(c) = self.contact_mut(contact) {
                         c.stage = Stage::Answered;
                     }
@@ -375,18 +490,29 @@ impl<'a> Simulation<'a> {
                 }
             }
             Happening::Complete(contact) => {
-                let agent_id = self
-                    .contact_mut(contact)
-                    .and_then(|c| {
-                        c.stage = Stage::Gone;
-                        c.offer.take()
-                    })
-                    .map(|o| o.2);
-                let body = Body::ContactCompleted(ContactCompleted {
-                    contact_id: contact_id(contact),
-                    agent_id,
+                let standing = self.contact_mut(contact).and_then(|c| {
+                    c.stage = Stage::Gone;
+                    c.offer.take()
                 });
-                let _ = self.send(now, body);
+                let mut b = std::mem::replace(&mut self.bodies.completed, blank_completed());
+                match standing {
+                    Some(o) => {
+                        // The contact's own id buffer goes with the event; the body's old one
+                        // is dropped with the standing offer.
+                        b.contact_id = o.contact_id;
+                        let id = b.agent_id.get_or_insert_with(String::new);
+                        id.clear();
+                        id.push_str(&self.agent_ids[o.agent as usize]);
+                    }
+                    None => {
+                        write_id(&mut b.contact_id, 'c', contact);
+                        b.agent_id = None;
+                    }
+                }
+                let (_, body) = self.send(now, Body::ContactCompleted(b));
+                if let Body::ContactCompleted(b) = body {
+                    self.bodies.completed = b;
+                }
             }
             Happening::Abandon(contact) => {
                 let Some(c) = self.contact_mut(contact) else {
@@ -395,10 +521,17 @@ impl<'a> Simulation<'a> {
                 if matches!(c.stage, Stage::Waiting | Stage::Offered) {
                     c.stage = Stage::Gone;
                     c.offer = None;
-                    let body = Body::ContactAbandoned(ContactRef {
-                        contact_id: contact_id(contact),
-                    });
-                    let _ = self.send(now, body);
+                    let mut b = std::mem::replace(
+                        &mut self.bodies.abandoned,
+                        ContactRef {
+                            contact_id: String::new(),
+                        },
+                    );
+                    write_id(&mut b.contact_id, 'c', contact);
+                    let (_, body) = self.send(now, Body::ContactAbandoned(b));
+                    if let Body::ContactAbandoned(b) = body {
+                        self.bodies.abandoned = b;
+                    }
                 }
             }
             Happening::Shift { agent, on } => {
@@ -424,11 +557,6 @@ impl<'a> Simulation<'a> {
         self.forget_finished();
     }
 
-    fn contact(&self, n: u32) -> Option<&Contact> {
-        let i = n.checked_sub(self.first_contact)?;
-        self.contacts.get(i as usize)
-    }
-
     fn contact_mut(&mut self, n: u32) -> Option<&mut Contact> {
         let i = n.checked_sub(self.first_contact)?;
         self.contacts.get_mut(i as usize)
@@ -447,23 +575,27 @@ impl<'a> Simulation<'a> {
     }
 
     fn set_state(&mut self, now: Millis, agent: u32, state: AgentState) {
-        let body = Body::AgentState(AgentStateChange {
-            agent_id: agent_id(agent),
-            state,
-            reason: None,
-        });
-        let _ = self.send(now, body);
+        let mut b = std::mem::replace(&mut self.bodies.state, blank_state());
+        b.agent_id.clear();
+        b.agent_id.push_str(&self.agent_ids[agent as usize]);
+        b.state = state;
+        let (_, body) = self.send(now, Body::AgentState(b));
+        if let Body::AgentState(b) = body {
+            self.bodies.state = b;
+        }
     }
 
     fn arrive(&mut self, now: Millis, i: u32) {
         let a = &self.scenario.arrivals[i as usize];
         let stream = &mut self.streams[i as usize];
         let lang = stream.attributes.weighted(&stream.weights);
-        let language = stream.languages[lang].clone();
         let handle_ms = a.handle.sample(&mut stream.attributes).unwrap_or(0);
         let patience = a.patience.sample(&mut stream.attributes);
-        let queue = stream.queue.clone();
         let n = self.first_contact + self.contacts.len() as u32;
+        let mut b = std::mem::replace(&mut stream.created, blank_created());
+        b.language.clear();
+        b.language.push_str(&stream.languages[lang]);
+        write_id(&mut b.contact_id, 'c', n);
         self.contacts.push_back(Contact {
             stage: Stage::Waiting,
             handle_ms,
@@ -473,19 +605,11 @@ impl<'a> Simulation<'a> {
         if let Some(p) = patience {
             self.push(now + p, Happening::Abandon(n));
         }
-        let body = Body::ContactCreated(ContactCreated {
-            contact_id: contact_id(n),
-            channel: a.channel.clone(),
-            customer_id: format!("u{n}"),
-            language,
-            queue: Some(queue),
-            required_skills: a.required_skills.clone(),
-            preferred_skills: a.preferred_skills.clone(),
-            priority: a.priority,
-            preferred_agent: None,
-            handoff: None,
-        });
-        if self.send(now, body).is_err() {
+        let (r, body) = self.send(now, Body::ContactCreated(b));
+        if let Body::ContactCreated(b) = body {
+            self.streams[i as usize].created = b;
+        }
+        if r.is_err() {
             if let Some(c) = self.contact_mut(n) {
                 c.stage = Stage::Gone;
             }
@@ -546,8 +670,83 @@ fn duration_ms(d: std::time::Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn contact_id(n: u32) -> String {
-    format!("c{n}")
+/// The policy as the engine gets it in a simulation. Two settings that cannot change a
+/// simulated outcome are turned off, because they cost time on every event:
+/// - duplicate detection (`limits.dedup_window = 0`): the simulator never sends an event twice,
+///   so its events carry no id;
+/// - stickiness (`sticky_for = 0`): every simulated contact is a new customer (the customer id
+///   is left empty), so no customer ever has a last agent to stick to.
+fn engine_policy(routing: &Policy) -> Policy {
+    let mut p = routing.clone();
+    p.limits.dedup_window = 0;
+    p.sticky_for = std::time::Duration::ZERO;
+    p
+}
+
+/// Writes `{prefix}{n}` into `buf`, reusing its allocation.
+fn write_id(buf: &mut String, prefix: char, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.clear();
+    buf.push(prefix);
+    for &d in &digits[i..] {
+        buf.push(char::from(d));
+    }
+}
+
+/// A body that owns no allocation, left in [`Simulation::event`] between events.
+fn placeholder() -> Body {
+    Body::ContactAbandoned(ContactRef {
+        contact_id: String::new(),
+    })
+}
+
+fn blank_created() -> ContactCreated {
+    ContactCreated {
+        contact_id: String::new(),
+        channel: String::new(),
+        customer_id: String::new(),
+        language: String::new(),
+        queue: None,
+        required_skills: Default::default(),
+        preferred_skills: Default::default(),
+        priority: 0,
+        preferred_agent: None,
+        handoff: None,
+    }
+}
+
+fn blank_answer() -> OfferAnswer {
+    OfferAnswer {
+        assignment_id: String::new(),
+        agent_id: String::new(),
+        contact_id: String::new(),
+        reason: None,
+    }
+}
+
+fn blank_completed() -> ContactCompleted {
+    ContactCompleted {
+        contact_id: String::new(),
+        agent_id: None,
+    }
+}
+
+fn blank_state() -> AgentStateChange {
+    AgentStateChange {
+        agent_id: String::new(),
+        state: AgentState::Offline,
+        reason: None,
+    }
 }
 
 fn agent_id(n: u32) -> String {
