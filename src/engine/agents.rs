@@ -47,15 +47,26 @@ pub(crate) struct Agent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Wrapup {
     pub(crate) serial: u64,
-    pub(crate) contact_id: String,
+    pub(crate) contact_id: std::sync::Arc<str>,
     pub(crate) channel: u32,
     pub(crate) units: u32,
 }
 
-/// `longest_idle` order: agents without work first, then by idle time, then index.
-pub(crate) type IdleKey = (bool, Millis, u32);
-/// `least_occupied` order: lowest load, then longest idle, then index.
-pub(crate) type LoadKey = (u32, Millis, u32);
+/// `longest_idle` order: agents without work first, then by idle time, then index. Packed
+/// into one integer, most significant first — `busy` (bit 96), idle time (bits 32–95), index
+/// (bits 0–31) — so the pools compare one `u128` instead of a tuple.
+pub(crate) type IdleKey = u128;
+/// `least_occupied` order: lowest load (bits 96–127), then longest idle, then index.
+pub(crate) type LoadKey = u128;
+
+/// The agent index a pool key names.
+pub(crate) fn agent_of(key: u128) -> u32 {
+    key as u32
+}
+
+fn pack(high: u32, idle_since: Millis, idx: u32) -> u128 {
+    (u128::from(high) << 96) | (u128::from(idle_since) << 32) | u128::from(idx)
+}
 
 impl Agent {
     pub(crate) fn new(now: Millis) -> Self {
@@ -74,7 +85,7 @@ impl Agent {
             pending: Vec::new(),
             wrapups: Vec::new(),
             filed: Vec::new(),
-            filed_keys: ((false, 0, 0), (0, 0, 0)),
+            filed_keys: (0, 0),
         }
     }
 
@@ -152,11 +163,11 @@ impl Agent {
     }
 
     pub(crate) fn idle_key(&self, idx: u32) -> IdleKey {
-        (self.load > 0, self.idle_since, idx)
+        pack(u32::from(self.load > 0), self.idle_since, idx)
     }
 
     pub(crate) fn load_key(&self, idx: u32) -> LoadKey {
-        (self.load, self.idle_since, idx)
+        pack(self.load, self.idle_since, idx)
     }
 }
 
@@ -203,18 +214,16 @@ impl Pools {
 
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
     /// `channels` is the policy's channel table.
+    ///
+    /// `agent.filed` is either empty or exactly the pools of the agent's current skills and
+    /// languages ([`unfile`](Self::unfile) runs before a profile changes them), so whether the
+    /// memberships change only depends on whether the agent should be filed at all.
     pub(crate) fn refile(&mut self, idx: u32, agent: &mut Agent, channels: &[ChannelInfo]) {
         let keys = (agent.idle_key(idx), agent.load_key(idx));
-        let mut now_filed = Vec::new();
-        if agent.state == AgentState::Available && agent.has_room(channels) {
-            let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
-            for slot in slots {
-                for &l in &agent.languages {
-                    now_filed.push((slot, l));
-                }
-            }
-        }
-        if now_filed == agent.filed {
+        let file = agent.state == AgentState::Available
+            && !agent.languages.is_empty()
+            && agent.has_room(channels);
+        if file != agent.filed.is_empty() {
             // Same pools: only the orders whose key changed are touched (a load change without
             // going idle or busy leaves the idle order as it is).
             let (old_idle, old_load) = agent.filed_keys;
@@ -232,13 +241,16 @@ impl Pools {
             agent.filed_keys = keys;
             return;
         }
-        let (old_idle, old_load) = agent.filed_keys;
-        for &(c, p) in &agent.filed {
-            let pool = self.get_mut(c, p);
-            pool.by_idle.remove(&old_idle);
-            if c == 0 {
-                pool.by_load.remove(&old_load);
-                pool.by_index.remove(&idx);
+        self.unfile(idx, agent);
+        if !file {
+            agent.filed_keys = keys;
+            return;
+        }
+        let mut now_filed = std::mem::take(&mut agent.filed);
+        let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
+        for slot in slots {
+            for &l in &agent.languages {
+                now_filed.push((slot, l));
             }
         }
         for &(c, p) in &now_filed {
@@ -251,5 +263,19 @@ impl Pools {
         }
         agent.filed = now_filed;
         agent.filed_keys = keys;
+    }
+
+    /// Takes agent `idx` out of every pool it is filed in (keeps the `filed` allocation).
+    pub(crate) fn unfile(&mut self, idx: u32, agent: &mut Agent) {
+        let (old_idle, old_load) = agent.filed_keys;
+        for &(c, p) in &agent.filed {
+            let pool = self.get_mut(c, p);
+            pool.by_idle.remove(&old_idle);
+            if c == 0 {
+                pool.by_load.remove(&old_load);
+                pool.by_index.remove(&idx);
+            }
+        }
+        agent.filed.clear();
     }
 }

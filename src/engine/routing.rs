@@ -6,7 +6,7 @@
 //! contact (contact-driven, [`Engine::route_contact`]) or an agent who gained room
 //! (agent-driven, [`Engine::serve_agent`]).
 
-use super::agents::{IdleKey, LoadKey};
+use super::agents::{agent_of, IdleKey, LoadKey};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
 use super::tables::FULL_LOAD;
 use super::timers::Timer;
@@ -173,13 +173,13 @@ impl Engine {
                         if best.as_ref().is_some_and(|b| b.0 <= *key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(key.2, c, r) {
+                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
                             best = Some((*key, m));
                             break;
                         }
                     }
                 }
-                best.map(|(k, m)| (k.2, m))
+                best.map(|(k, m)| (agent_of(k), m))
             }
             Strategy::LeastOccupied => {
                 let mut best: Option<(LoadKey, Match)> = None;
@@ -188,13 +188,13 @@ impl Engine {
                         if best.as_ref().is_some_and(|b| b.0 <= *key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(key.2, c, r) {
+                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
                             best = Some((*key, m));
                             break;
                         }
                     }
                 }
-                best.map(|(k, m)| (k.2, m))
+                best.map(|(k, m)| (agent_of(k), m))
             }
             // A contact-dependent order cannot be indexed: the search looks at the longest-idle
             // eligible agents, up to SKILL_MATCH_CANDIDATES of them, and takes the best score,
@@ -204,8 +204,9 @@ impl Engine {
                 let mut seen = 0;
                 'pools: for pool in pools {
                     for key in &pool.by_idle {
-                        if let Some(m) = self.eligible(key.2, c, r) {
-                            let rank = (std::cmp::Reverse(self.skill_score(key.2, c, r)), key.2);
+                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
+                            let ai = agent_of(*key);
+                            let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
                                 best = Some((rank, m));
                             }
@@ -415,9 +416,9 @@ impl Engine {
         let offer = Offer {
             assignment_id: format!("{}#{}", c.id, attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.clone(),
+            contact_id: c.id.to_string(),
             agent_id: self.agent_ids.name(ai).to_string(),
-            customer_id: c.customer.clone(),
+            customer_id: c.customer.to_string(),
             channel: self.channel_names.name(c.channel).to_string(),
             queue: self.queue_names.name(c.queue).to_string(),
             language: c.language_tag.clone(),
@@ -491,7 +492,7 @@ impl Engine {
         out.push(Output::OfferWithdrawn(OfferWithdrawn {
             assignment_id: format!("{}#{}", c.id, c.attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.clone(),
+            contact_id: c.id.to_string(),
             agent_id: self.agent_ids.name(agent).to_string(),
             at: now,
             reason: reason.to_string(),
