@@ -405,7 +405,9 @@ fn digest(warmed: &Engine, trace: &[Event]) -> u64 {
         out.clear();
         let r = e.handle(ev.ts, ev, &mut out);
         format!("{r:?}").hash(&mut h);
-        serde_json::to_string(&out).expect("outputs serialise").hash(&mut h);
+        serde_json::to_string(&out)
+            .expect("outputs serialise")
+            .hash(&mut h);
     }
     let end = trace.last().map_or(T0, |ev| ev.ts);
     serde_json::to_string(&e.sla_snapshot(end))

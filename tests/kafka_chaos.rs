@@ -80,7 +80,13 @@ impl Broker {
             .expect("broker log");
         // A relative sqlite path: Tansu reads it against its working directory.
         let child = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://chaos.db"])
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -91,7 +97,10 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -355,7 +364,13 @@ fn high_watermarks(c: &BaseConsumer, topic: &str) -> Vec<i64> {
 }
 
 /// What one uninterrupted engine produces from `input` up to offset `until` (exclusive).
-fn reference(policy: &Arc<Policy>, max_bytes: usize, p: i32, input: &[Rec], until: i64) -> Vec<Vec<u8>> {
+fn reference(
+    policy: &Arc<Policy>,
+    max_bytes: usize,
+    p: i32,
+    input: &[Rec],
+    until: i64,
+) -> Vec<Vec<u8>> {
     let mut part = Partition::build(p, policy.clone(), max_bytes);
     let mut all = Vec::new();
     for r in input.iter().take_while(|r| r.offset < until) {
@@ -432,7 +447,9 @@ fn capacity_violations(policy: &Policy, input: &[Rec], outputs: &[(i64, Output)]
                     let mut exclusive = false;
                     let mut open = 0;
                     for (ch, n) in &l.by_channel {
-                        let Some(cp) = policy.channel(ch) else { continue };
+                        let Some(cp) = policy.channel(ch) else {
+                            continue;
+                        };
                         if *n > u32::from(cp.capacity) {
                             violations.push(format!(
                                 "{}/{}: {n} {ch} contacts, capacity {}",
@@ -493,7 +510,14 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
         .args(["loadgen", "live", "--config"])
         .arg(&config_path)
         .args(["--rate", "330", "--duration", "80s", "--drain", "20s"])
-        .args(["--tenants", "100", "--agents-per-tenant", "20", "--partitions", "4"])
+        .args([
+            "--tenants",
+            "100",
+            "--agents-per-tenant",
+            "20",
+            "--partitions",
+            "4",
+        ])
         .args(["--seed", "7"])
         .stdin(Stdio::null())
         .stdout(loadgen_log.try_clone().expect("log"))
@@ -573,10 +597,12 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
             .committed_offsets(tpl, Duration::from_secs(10))
             .expect("committed offsets");
         (0..PARTITIONS)
-            .map(|p| match got.find_partition("chaos.events", p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                other => panic!("partition {p} has no committed offset: {other:?}"),
-            })
+            .map(
+                |p| match got.find_partition("chaos.events", p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    other => panic!("partition {p} has no committed offset: {other:?}"),
+                },
+            )
             .collect()
     };
 
@@ -614,7 +640,9 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
             .collect();
         let distinct: HashSet<u64> = seqs.iter().copied().collect();
         duplicates += seqs.len() - distinct.len();
-        gaps += (0..seqs.len() as u64).filter(|s| !distinct.contains(s)).count();
+        gaps += (0..seqs.len() as u64)
+            .filter(|s| !distinct.contains(s))
+            .count();
 
         // Exactly what an uninterrupted engine produces.
         let expected = reference(&policy, config.daemon.max_record_bytes, p, &input, until);
@@ -640,7 +668,9 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
             .iter()
             .map(|r| {
                 (
-                    r.headers["omniroute.source.offset"].parse().expect("source"),
+                    r.headers["omniroute.source.offset"]
+                        .parse()
+                        .expect("source"),
                     serde_json::from_slice(&r.payload).expect("output decodes"),
                 )
             })
@@ -656,7 +686,10 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
                     }
                     let k = (x.tenant.clone(), x.contact_id.clone());
                     if let Some(prev) = open.insert(k.clone(), x.assignment_id.clone()) {
-                        violations.push(format!("{k:?} offered as {} while {prev} stood", x.assignment_id));
+                        violations.push(format!(
+                            "{k:?} offered as {} while {prev} stood",
+                            x.assignment_id
+                        ));
                     }
                     got_offer.insert(k);
                 }
@@ -674,7 +707,9 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
             if r.key.as_deref() == Some(recovery::CLOCK_KEY) {
                 continue;
             }
-            let Ok(e) = event::decode(&r.payload, 1 << 20) else { continue };
+            let Ok(e) = event::decode(&r.payload, 1 << 20) else {
+                continue;
+            };
             match &e.body {
                 Body::ContactCreated(x) => contacts.push((e.tenant.clone(), x.contact_id.clone())),
                 Body::ContactAbandoned(x) => {
@@ -766,5 +801,8 @@ fn chaos_sigkills_and_a_broker_restart_lose_nothing_and_repeat_nothing() {
     assert_eq!(gaps, 0, "sequence numbers missing");
     assert_eq!(mismatches, 0, "outputs differ from an uninterrupted run");
     assert!(violations.is_empty(), "{} violations", violations.len());
-    assert!(offered > 0 && created > 20_000, "workload too small: {loadgen_out}");
+    assert!(
+        offered > 0 && created > 20_000,
+        "workload too small: {loadgen_out}"
+    );
 }

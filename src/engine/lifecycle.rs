@@ -83,8 +83,8 @@ impl Engine {
     /// After any change to an agent's state, load or profile: re-file it in the pools and tell
     /// the SLA book.
     pub(crate) fn agent_changed(&mut self, ai: u32) {
-        let a = &mut self.agents[ai as usize];
-        self.pools.refile(ai, a, &self.channels);
+        self.pools.refile(ai, &mut self.agents, &self.channels);
+        let a = &self.agents[ai as usize];
         self.sla.on_agent(
             self.now,
             ai,
@@ -477,9 +477,9 @@ impl Engine {
         let mut queues: Vec<u32> = p.queues.iter().map(|q| self.queue_id(q)).collect();
         queues.sort_unstable();
         queues.dedup();
-        let a = &mut self.agents[ai as usize];
         // Pool memberships follow skills and languages: leave the old pools first.
-        self.pools.unfile(ai, a);
+        self.pools.unfile(ai, &mut self.agents);
+        let a = &mut self.agents[ai as usize];
         a.skills = skills;
         a.languages = languages;
         a.queues = queues;
@@ -518,7 +518,10 @@ impl Engine {
     /// Finds the contact of an offer answer and checks it is the current offer to that agent.
     fn current_offer(&self, e: &OfferAnswer) -> Result<u32, Ignored> {
         let unknown = || Ignored::UnknownOffer(e.assignment_id.clone());
-        let slot = *self.contact_ids.get(e.contact_id.as_str()).ok_or_else(unknown)?;
+        let slot = *self
+            .contact_ids
+            .get(e.contact_id.as_str())
+            .ok_or_else(unknown)?;
         let c = self.contacts.get(slot).ok_or_else(unknown)?;
         let Phase::Offered { agent, .. } = c.phase else {
             return Err(unknown());

@@ -159,7 +159,7 @@ impl Engine {
                 langs
                     .iter()
                     .filter_map(|&l| self.pools.get(slot, l))
-                    .map(|p| p.by_idle.len())
+                    .map(|p| p.len())
                     .sum::<usize>()
             })
             .unwrap_or(0);
@@ -169,12 +169,12 @@ impl Engine {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
                 for pool in pools {
-                    for key in &pool.by_idle {
-                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                    for key in pool.by_idle(&self.agents) {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
-                            best = Some((*key, m));
+                        if let Some(m) = self.eligible(agent_of(key), c, r) {
+                            best = Some((key, m));
                             break;
                         }
                     }
@@ -184,12 +184,12 @@ impl Engine {
             Strategy::LeastOccupied => {
                 let mut best: Option<(LoadKey, Match)> = None;
                 for pool in every_agent_pools {
-                    for key in &pool.by_load {
-                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                    for &key in &pool.by_load {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
-                            best = Some((*key, m));
+                        if let Some(m) = self.eligible(agent_of(key), c, r) {
+                            best = Some((key, m));
                             break;
                         }
                     }
@@ -203,9 +203,9 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in &pool.by_idle {
-                        if let Some(m) = self.eligible(agent_of(*key), c, r) {
-                            let ai = agent_of(*key);
+                    for key in pool.by_idle(&self.agents) {
+                        let ai = agent_of(key);
+                        if let Some(m) = self.eligible(ai, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
                                 best = Some((rank, m));
