@@ -447,7 +447,12 @@ fn bench_engine(c: &mut Criterion) {
             let mut out = Vec::new();
             b.iter_batched(
                 || w.warmed.clone(),
-                |mut e| replay(&mut e, &w.trace, &mut out),
+                // Hand the engine back: criterion drops routine outputs after timing, and
+                // freeing a whole domain is not per-event work.
+                |mut e| {
+                    replay(&mut e, &w.trace, &mut out);
+                    e
+                },
                 BatchSize::LargeInput,
             )
         });
