@@ -10,7 +10,9 @@
 //! recorded events into a clone of the warmed engine, so only the engine is measured. Replay
 //! is exact because the engine is deterministic. Each workload also prints the replay's CPU
 //! time (events per CPU second), which stays meaningful on a busy machine where wall time does
-//! not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes.
+//! not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes; `OMNIROUTE_BENCH_EVENTS=20000`
+//! records fewer events (default 200,000), e.g. to count instructions of `replay` under
+//! `valgrind --tool=callgrind --toggle-collect='*replay*'` in test mode.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -365,6 +367,9 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
             recorded as f64 / (cpu as f64 / 1e9)
         );
     }
+    if std::env::var_os("OMNIROUTE_BENCH_DIGEST").is_some() {
+        eprintln!("digest {agents} agents: {:016x}", digest(&warmed, &trace));
+    }
     let creates = trace
         .iter()
         .filter(|e| matches!(e.body, Body::ContactCreated(_)))
@@ -389,6 +394,30 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// A fingerprint of everything observable in a replay: every output as JSON, the SLA
+/// snapshot and the sizes at the end. Two engine builds that agree on it route alike.
+fn digest(warmed: &Engine, trace: &[Event]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut e = warmed.clone();
+    let mut out = Vec::new();
+    for ev in trace {
+        out.clear();
+        let r = e.handle(ev.ts, ev, &mut out);
+        format!("{r:?}").hash(&mut h);
+        serde_json::to_string(&out)
+            .expect("outputs serialise")
+            .hash(&mut h);
+    }
+    let end = trace.last().map_or(T0, |ev| ev.ts);
+    serde_json::to_string(&e.sla_snapshot(end))
+        .expect("snapshot serialises")
+        .hash(&mut h);
+    format!("{:?}", e.stats()).hash(&mut h);
+    h.finish()
+}
+
+#[inline(never)]
 fn replay(engine: &mut Engine, trace: &[Event], out: &mut Vec<Output>) -> usize {
     let mut n = 0;
     for ev in trace {
@@ -408,13 +437,22 @@ fn bench_engine(c: &mut Criterion) {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
     for agents in sizes {
-        let w = workload(agents, agents * 3, 200_000);
+        let recorded = std::env::var("OMNIROUTE_BENCH_EVENTS")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(200_000);
+        let w = workload(agents, agents * 3, recorded);
         group.throughput(Throughput::Elements(w.trace.len() as u64));
         group.bench_function(format!("events/{agents}_agents"), |b| {
             let mut out = Vec::new();
             b.iter_batched(
                 || w.warmed.clone(),
-                |mut e| replay(&mut e, &w.trace, &mut out),
+                // Hand the engine back: criterion drops routine outputs after timing, and
+                // freeing a whole domain is not per-event work.
+                |mut e| {
+                    replay(&mut e, &w.trace, &mut out);
+                    e
+                },
                 BatchSize::LargeInput,
             )
         });

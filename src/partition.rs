@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::recovery;
 
 /// Snapshot format version; a snapshot of another version is not loaded.
-const STATE_FORMAT: u32 = 1;
+const STATE_FORMAT: u32 = 2;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]

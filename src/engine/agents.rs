@@ -2,7 +2,7 @@
 //! room by (skill, language) in the order each strategy wants, so that choosing an agent only
 //! looks at agents who have the contact's rarest required skill and speak its language.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,21 +41,35 @@ pub(crate) struct Agent {
     /// Pool memberships and the keys they were filed under, to remove them exactly.
     pub(crate) filed: Vec<(u32, u32)>,
     pub(crate) filed_keys: (IdleKey, LoadKey),
+    /// Stamp of the agent's entries in the pools' idle orders while it is filed without work;
+    /// 0 otherwise. Entries with another stamp are dead.
+    pub(crate) idle_stamp: u64,
 }
 
 /// A wrap-up slot: the contact is completed but the agent's slot stays busy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Wrapup {
     pub(crate) serial: u64,
-    pub(crate) contact_id: String,
+    pub(crate) contact_id: std::sync::Arc<str>,
     pub(crate) channel: u32,
     pub(crate) units: u32,
 }
 
-/// `longest_idle` order: agents without work first, then by idle time, then index.
-pub(crate) type IdleKey = (bool, Millis, u32);
-/// `least_occupied` order: lowest load, then longest idle, then index.
-pub(crate) type LoadKey = (u32, Millis, u32);
+/// `longest_idle` order: agents without work first, then by idle time, then index. Packed
+/// into one integer, most significant first — `busy` (bit 96), idle time (bits 32–95), index
+/// (bits 0–31) — so the pools compare one `u128` instead of a tuple.
+pub(crate) type IdleKey = u128;
+/// `least_occupied` order: lowest load (bits 96–127), then longest idle, then index.
+pub(crate) type LoadKey = u128;
+
+/// The agent index a pool key names.
+pub(crate) fn agent_of(key: u128) -> u32 {
+    key as u32
+}
+
+fn pack(high: u32, idle_since: Millis, idx: u32) -> u128 {
+    (u128::from(high) << 96) | (u128::from(idle_since) << 32) | u128::from(idx)
+}
 
 impl Agent {
     pub(crate) fn new(now: Millis) -> Self {
@@ -74,7 +88,8 @@ impl Agent {
             pending: Vec::new(),
             wrapups: Vec::new(),
             filed: Vec::new(),
-            filed_keys: ((false, 0, 0), (0, 0, 0)),
+            filed_keys: (0, 0),
+            idle_stamp: 0,
         }
     }
 
@@ -152,19 +167,36 @@ impl Agent {
     }
 
     pub(crate) fn idle_key(&self, idx: u32) -> IdleKey {
-        (self.load > 0, self.idle_since, idx)
+        pack(u32::from(self.load > 0), self.idle_since, idx)
     }
 
     pub(crate) fn load_key(&self, idx: u32) -> LoadKey {
-        (self.load, self.idle_since, idx)
+        pack(self.load, self.idle_since, idx)
     }
+}
+
+/// One entry of a pool's idle order: (idle since, agent index, stamp of the idle stint).
+pub(crate) type IdleEntry = (Millis, u32, u64);
+
+fn is_idle(key: IdleKey) -> bool {
+    key >> 96 == 0
 }
 
 /// Available agents with room for more work who have a skill (any level) and speak a language
 /// (exact tag), in the two orders the indexed strategies need.
+///
+/// The `longest_idle` order ([`IdleKey`]) is kept in two parts. Agents without work sit in
+/// `idle`, oldest first: an agent becomes idle at the current time, so it almost always joins at
+/// the back, and when it leaves (takes work, goes away) its entries are not searched for in
+/// every pool — they die, since the agent's `idle_stamp` no longer matches, and are dropped from
+/// the front or by an occasional compaction. Agents with work and room sit in `busy`, ordered by
+/// the same key. Iterating `idle` (live entries) then `busy` gives exactly the idle-key order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pool {
-    pub(crate) by_idle: BTreeSet<IdleKey>,
+    idle: VecDeque<IdleEntry>,
+    /// Live entries in `idle`.
+    idle_live: usize,
+    busy: BTreeSet<IdleKey>,
     /// Only in the every-agent pools (skill slot 0): the load changes with every contact, and
     /// keeping one load order per language rather than per skill keeps that update cheap.
     pub(crate) by_load: BTreeSet<LoadKey>,
@@ -172,11 +204,73 @@ pub(crate) struct Pool {
     pub(crate) by_index: BTreeSet<u32>,
 }
 
+impl Pool {
+    /// Agents in the pool.
+    pub(crate) fn len(&self) -> usize {
+        self.idle_live + self.busy.len()
+    }
+
+    /// The pool in `longest_idle` order (agents without work first, then by idle time, then
+    /// index), as idle keys.
+    pub(crate) fn by_idle<'a>(&'a self, agents: &'a [Agent]) -> impl Iterator<Item = IdleKey> + 'a {
+        self.idle
+            .iter()
+            .filter(|e| live(agents, e))
+            .map(|&(t, i, _)| pack(0, t, i))
+            .chain(self.busy.iter().copied())
+    }
+
+    /// Whether agent `idx` is in the pool under `key` (for the audit).
+    pub(crate) fn holds(&self, key: IdleKey, idx: u32, agents: &[Agent]) -> bool {
+        if is_idle(key) {
+            let stamp = agents[idx as usize].idle_stamp;
+            let entry = ((key >> 32) as Millis, idx, stamp);
+            stamp != 0 && self.idle.binary_search(&entry).is_ok()
+        } else {
+            self.busy.contains(&key)
+        }
+    }
+
+    /// Live entries counted the slow way (for the audit).
+    pub(crate) fn idle_live_counted(&self, agents: &[Agent]) -> (usize, usize) {
+        let n = self.idle.iter().filter(|e| live(agents, e)).count();
+        (n, self.idle_live)
+    }
+
+    fn enter_idle(&mut self, entry: IdleEntry) {
+        self.idle_live += 1;
+        if self.idle.back().is_none_or(|b| *b < entry) {
+            self.idle.push_back(entry);
+        } else {
+            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
+            let at = self.idle.partition_point(|e| *e < entry);
+            self.idle.insert(at, entry);
+        }
+    }
+
+    /// One live entry died: drop dead entries from the front, and compact when most are dead.
+    fn leave_idle(&mut self, agents: &[Agent]) {
+        self.idle_live -= 1;
+        while self.idle.front().is_some_and(|e| !live(agents, e)) {
+            self.idle.pop_front();
+        }
+        if self.idle.len() > 2 * self.idle_live + 16 {
+            self.idle.retain(|e| live(agents, e));
+        }
+    }
+}
+
+fn live(agents: &[Agent], e: &IdleEntry) -> bool {
+    agents[e.1 as usize].idle_stamp == e.2
+}
+
 /// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
 /// language id (the agent's own tags).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
+    /// Last idle stamp handed out (0 = none).
+    stamps: u64,
 }
 
 impl Pools {
@@ -203,53 +297,119 @@ impl Pools {
 
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
     /// `channels` is the policy's channel table.
-    pub(crate) fn refile(&mut self, idx: u32, agent: &mut Agent, channels: &[ChannelInfo]) {
+    ///
+    /// `filed` is either empty or exactly the pools of the agent's current skills and
+    /// languages ([`unfile`](Self::unfile) runs before a profile changes them), so whether the
+    /// memberships change only depends on whether the agent should be filed at all.
+    pub(crate) fn refile(&mut self, idx: u32, agents: &mut [Agent], channels: &[ChannelInfo]) {
+        let agent = &agents[idx as usize];
         let keys = (agent.idle_key(idx), agent.load_key(idx));
-        let mut now_filed = Vec::new();
-        if agent.state == AgentState::Available && agent.has_room(channels) {
-            let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
-            for slot in slots {
-                for &l in &agent.languages {
-                    now_filed.push((slot, l));
-                }
-            }
-        }
-        if now_filed == agent.filed {
+        let file = agent.state == AgentState::Available
+            && !agent.languages.is_empty()
+            && agent.has_room(channels);
+        if file != agent.filed.is_empty() {
             // Same pools: only the orders whose key changed are touched (a load change without
             // going idle or busy leaves the idle order as it is).
             let (old_idle, old_load) = agent.filed_keys;
-            for &(c, p) in &agent.filed {
-                let pool = self.get_mut(c, p);
-                if old_idle != keys.0 {
-                    pool.by_idle.remove(&old_idle);
-                    pool.by_idle.insert(keys.0);
-                }
-                if old_load != keys.1 && c == 0 {
+            let filed = std::mem::take(&mut agents[idx as usize].filed);
+            if old_idle != keys.0 {
+                self.leave_idle_order(idx, &filed, old_idle, agents);
+                self.enter_idle_order(idx, &filed, keys.0, agents);
+            }
+            if old_load != keys.1 {
+                for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
+                    let pool = self.get_mut(c, p);
                     pool.by_load.remove(&old_load);
                     pool.by_load.insert(keys.1);
                 }
             }
+            let agent = &mut agents[idx as usize];
+            agent.filed = filed;
             agent.filed_keys = keys;
             return;
         }
-        let (old_idle, old_load) = agent.filed_keys;
-        for &(c, p) in &agent.filed {
-            let pool = self.get_mut(c, p);
-            pool.by_idle.remove(&old_idle);
-            if c == 0 {
-                pool.by_load.remove(&old_load);
-                pool.by_index.remove(&idx);
-            }
-        }
-        for &(c, p) in &now_filed {
-            let pool = self.get_mut(c, p);
-            pool.by_idle.insert(keys.0);
-            if c == 0 {
-                pool.by_load.insert(keys.1);
-                pool.by_index.insert(idx);
-            }
-        }
-        agent.filed = now_filed;
+        self.unfile(idx, agents);
+        let agent = &mut agents[idx as usize];
         agent.filed_keys = keys;
+        if !file {
+            return;
+        }
+        let mut filed = std::mem::take(&mut agent.filed);
+        let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
+        for slot in slots {
+            for &l in &agent.languages {
+                filed.push((slot, l));
+            }
+        }
+        self.enter_idle_order(idx, &filed, keys.0, agents);
+        for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
+            let pool = self.get_mut(c, p);
+            pool.by_load.insert(keys.1);
+            pool.by_index.insert(idx);
+        }
+        agents[idx as usize].filed = filed;
+    }
+
+    /// Takes agent `idx` out of every pool it is filed in (keeps the `filed` allocation).
+    pub(crate) fn unfile(&mut self, idx: u32, agents: &mut [Agent]) {
+        let (old_idle, old_load) = agents[idx as usize].filed_keys;
+        let mut filed = std::mem::take(&mut agents[idx as usize].filed);
+        self.leave_idle_order(idx, &filed, old_idle, agents);
+        for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
+            let pool = self.get_mut(c, p);
+            pool.by_load.remove(&old_load);
+            pool.by_index.remove(&idx);
+        }
+        filed.clear();
+        agents[idx as usize].filed = filed;
+    }
+
+    fn enter_idle_order(
+        &mut self,
+        idx: u32,
+        filed: &[(u32, u32)],
+        key: IdleKey,
+        agents: &mut [Agent],
+    ) {
+        if filed.is_empty() {
+            return;
+        }
+        if is_idle(key) {
+            self.stamps += 1;
+            let stamp = self.stamps;
+            agents[idx as usize].idle_stamp = stamp;
+            let entry = ((key >> 32) as Millis, idx, stamp);
+            for &(c, p) in filed {
+                self.get_mut(c, p).enter_idle(entry);
+            }
+        } else {
+            for &(c, p) in filed {
+                self.get_mut(c, p).busy.insert(key);
+            }
+        }
+    }
+
+    fn leave_idle_order(
+        &mut self,
+        idx: u32,
+        filed: &[(u32, u32)],
+        key: IdleKey,
+        agents: &mut [Agent],
+    ) {
+        if filed.is_empty() {
+            return;
+        }
+        if is_idle(key) {
+            agents[idx as usize].idle_stamp = 0;
+            for &(c, p) in filed {
+                let c = c as usize;
+                let pool = &mut self.pools[c][p as usize];
+                pool.leave_idle(agents);
+            }
+        } else {
+            for &(c, p) in filed {
+                self.get_mut(c, p).busy.remove(&key);
+            }
+        }
     }
 }

@@ -96,12 +96,15 @@ impl Engine {
             {
                 return Err(format!("agent {name} not filed as its state says"));
             }
+            if (!a.filed.is_empty() && a.load == 0) != (a.idle_stamp != 0) {
+                return Err(format!("agent {name}: idle stamp out of step"));
+            }
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
                 let ordered = c != 0
                     || (pool.by_index.contains(&(ai as u32))
                         && pool.by_load.contains(&a.load_key(ai as u32)));
-                if !ordered || !pool.by_idle.contains(&a.idle_key(ai as u32)) {
+                if !ordered || !pool.holds(a.idle_key(ai as u32), ai as u32, &self.agents) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
                 if a.state != AgentState::Available || !a.has_room(&self.channels) {
@@ -117,9 +120,10 @@ impl Engine {
             .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
             .filter_map(|(c, l)| self.pools.get(c, l).map(|p| (c, p)))
             .map(|(c, p)| {
-                let others = if c == 0 { p.by_idle.len() } else { 0 };
-                if p.by_load.len() == others && p.by_index.len() == others {
-                    p.by_idle.len()
+                let others = if c == 0 { p.len() } else { 0 };
+                let (counted, kept) = p.idle_live_counted(&self.agents);
+                if p.by_load.len() == others && p.by_index.len() == others && counted == kept {
+                    p.len()
                 } else {
                     usize::MAX / 2
                 }

@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,11 +12,13 @@ use crate::event::{Handoff, Millis};
 /// One live contact. Completed and abandoned contacts are dropped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Contact {
-    pub(crate) id: String,
+    /// Shared with the id index (`Arc<str>` serialises as a string).
+    pub(crate) id: Arc<str>,
     /// Unique for the life of the engine; timers carry it so that a reused slot never fires an
     /// old contact's timer.
     pub(crate) uid: u64,
-    pub(crate) customer: String,
+    /// Shared with the sticky-routing map.
+    pub(crate) customer: Arc<str>,
     pub(crate) channel: u32,
     /// Canonical language id and the tag as the connector sent it.
     pub(crate) language: u32,

@@ -1,5 +1,7 @@
 //! What each event and each timer does to the routing domain.
 
+use std::sync::Arc;
+
 use super::agents::{Agent, Wrapup};
 use super::contacts::{Contact, Phase};
 use super::tables::{self, FULL_LOAD};
@@ -31,8 +33,9 @@ impl Engine {
         if window == 0 {
             return;
         }
-        self.seen.insert(id.to_string());
-        self.seen_fifo.push_back(id.to_string());
+        let id: Arc<str> = Arc::from(id);
+        self.seen.insert(id.clone());
+        self.seen_fifo.push_back(id);
         while self.seen_fifo.len() > window {
             if let Some(old) = self.seen_fifo.pop_front() {
                 self.seen.remove(&old);
@@ -80,8 +83,8 @@ impl Engine {
     /// After any change to an agent's state, load or profile: re-file it in the pools and tell
     /// the SLA book.
     pub(crate) fn agent_changed(&mut self, ai: u32) {
-        let a = &mut self.agents[ai as usize];
-        self.pools.refile(ai, a, &self.channels);
+        self.pools.refile(ai, &mut self.agents, &self.channels);
+        let a = &self.agents[ai as usize];
         self.sla.on_agent(
             self.now,
             ai,
@@ -104,12 +107,12 @@ impl Engine {
         }
     }
 
-    fn touch_sticky(&mut self, customer: &str, agent: u32) {
+    fn touch_sticky(&mut self, customer: &Arc<str>, agent: u32) {
         if self.policy.sticky_for.is_zero() {
             return;
         }
-        self.sticky.insert(customer.to_string(), (agent, self.now));
-        self.sticky_fifo.push_back((self.now, customer.to_string()));
+        self.sticky.insert(customer.clone(), (agent, self.now));
+        self.sticky_fifo.push_back((self.now, customer.clone()));
     }
 
     /// The id of a queue, resolving its settings the first time it is seen.
@@ -226,7 +229,7 @@ impl Engine {
             .get(&e.channel)
             .filter(|&c| self.channels[c as usize].present)
             .ok_or_else(|| Ignored::UnknownChannel(e.channel.clone()))?;
-        if self.contact_ids.contains_key(&e.contact_id) {
+        if self.contact_ids.contains_key(e.contact_id.as_str()) {
             return Err(Ignored::ContactExists(e.contact_id.clone()));
         }
         if self.contacts.len() >= self.policy.limits.max_contacts {
@@ -243,10 +246,11 @@ impl Engine {
         let required = self.skill_ids(&e.required_skills);
         let preferred = self.skill_ids(&e.preferred_skills);
         self.next_uid += 1;
+        let id: Arc<str> = Arc::from(e.contact_id.as_str());
         let contact = Contact {
-            id: e.contact_id.clone(),
+            id: id.clone(),
             uid: self.next_uid,
-            customer: e.customer_id.clone(),
+            customer: Arc::from(e.customer_id.as_str()),
             channel,
             language,
             language_tag: e.language.clone(),
@@ -262,7 +266,7 @@ impl Engine {
             phase: Phase::Waiting(None),
         };
         let slot = self.contacts.insert(contact);
-        self.contact_ids.insert(e.contact_id.clone(), slot);
+        self.contact_ids.insert(id, slot);
         self.sla.on_queued(
             self.now,
             self.queue_names.name(queue),
@@ -431,7 +435,7 @@ impl Engine {
         let ai = self.agent_idx(&e.agent_id)?;
         let a = &mut self.agents[ai as usize];
         let done: Vec<Wrapup> = match &e.contact_id {
-            Some(id) => match a.wrapups.iter().position(|w| &w.contact_id == id) {
+            Some(id) => match a.wrapups.iter().position(|w| *w.contact_id == **id) {
                 Some(i) => vec![a.wrapups.remove(i)],
                 None => Vec::new(),
             },
@@ -473,6 +477,8 @@ impl Engine {
         let mut queues: Vec<u32> = p.queues.iter().map(|q| self.queue_id(q)).collect();
         queues.sort_unstable();
         queues.dedup();
+        // Pool memberships follow skills and languages: leave the old pools first.
+        self.pools.unfile(ai, &mut self.agents);
         let a = &mut self.agents[ai as usize];
         a.skills = skills;
         a.languages = languages;
@@ -512,14 +518,17 @@ impl Engine {
     /// Finds the contact of an offer answer and checks it is the current offer to that agent.
     fn current_offer(&self, e: &OfferAnswer) -> Result<u32, Ignored> {
         let unknown = || Ignored::UnknownOffer(e.assignment_id.clone());
-        let slot = *self.contact_ids.get(&e.contact_id).ok_or_else(unknown)?;
+        let slot = *self
+            .contact_ids
+            .get(e.contact_id.as_str())
+            .ok_or_else(unknown)?;
         let c = self.contacts.get(slot).ok_or_else(unknown)?;
         let Phase::Offered { agent, .. } = c.phase else {
             return Err(unknown());
         };
         let attempt = e
             .assignment_id
-            .strip_prefix(c.id.as_str())
+            .strip_prefix(&*c.id)
             .and_then(|rest| rest.strip_prefix('#'))
             .and_then(|n| n.parse::<u32>().ok());
         if attempt != Some(c.attempt) || self.agent_ids.name(agent) != e.agent_id {

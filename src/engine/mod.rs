@@ -211,17 +211,18 @@ pub struct Engine {
     agents: Vec<agents::Agent>,
     pools: agents::Pools,
     contacts: contacts::Slab,
-    contact_ids: FxHashMap<String, u32>,
+    contact_ids: FxHashMap<Arc<str>, u32>,
     next_uid: u64,
     next_wrapup: u64,
     lines: contacts::Lines,
     timers: timers::Timers,
     /// Customer → (last agent, last activity), for sticky routing; pruned after `sticky_for`.
-    sticky: FxHashMap<String, (u32, Millis)>,
-    sticky_fifo: VecDeque<(Millis, String)>,
-    /// Recently applied event ids, bounded by `limits.dedup_window`.
-    seen: FxHashSet<String>,
-    seen_fifo: VecDeque<String>,
+    /// Keys are shared with `sticky_fifo` and the contacts (`Arc<str>` serialises as a string).
+    sticky: FxHashMap<Arc<str>, (u32, Millis)>,
+    sticky_fifo: VecDeque<(Millis, Arc<str>)>,
+    /// Recently applied event ids, bounded by `limits.dedup_window`; one shared copy of each.
+    seen: FxHashSet<Arc<str>>,
+    seen_fifo: VecDeque<Arc<str>>,
     counts: Counts,
     /// A policy reload happened: every agent is re-served at the next event or tick.
     sweep_pending: bool,
@@ -299,7 +300,7 @@ impl Engine {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
         self.tick(now, out);
-        if self.seen.contains(&event.id) {
+        if self.seen.contains(event.id.as_str()) {
             return Err(Ignored::Duplicate);
         }
         self.apply(event, out)?;

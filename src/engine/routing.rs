@@ -6,7 +6,7 @@
 //! contact (contact-driven, [`Engine::route_contact`]) or an agent who gained room
 //! (agent-driven, [`Engine::serve_agent`]).
 
-use super::agents::{IdleKey, LoadKey};
+use super::agents::{agent_of, IdleKey, LoadKey};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
 use super::tables::FULL_LOAD;
 use super::timers::Timer;
@@ -159,7 +159,7 @@ impl Engine {
                 langs
                     .iter()
                     .filter_map(|&l| self.pools.get(slot, l))
-                    .map(|p| p.by_idle.len())
+                    .map(|p| p.len())
                     .sum::<usize>()
             })
             .unwrap_or(0);
@@ -169,32 +169,32 @@ impl Engine {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
                 for pool in pools {
-                    for key in &pool.by_idle {
-                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                    for key in pool.by_idle(&self.agents) {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(key.2, c, r) {
-                            best = Some((*key, m));
+                        if let Some(m) = self.eligible(agent_of(key), c, r) {
+                            best = Some((key, m));
                             break;
                         }
                     }
                 }
-                best.map(|(k, m)| (k.2, m))
+                best.map(|(k, m)| (agent_of(k), m))
             }
             Strategy::LeastOccupied => {
                 let mut best: Option<(LoadKey, Match)> = None;
                 for pool in every_agent_pools {
-                    for key in &pool.by_load {
-                        if best.as_ref().is_some_and(|b| b.0 <= *key) {
+                    for &key in &pool.by_load {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
-                        if let Some(m) = self.eligible(key.2, c, r) {
-                            best = Some((*key, m));
+                        if let Some(m) = self.eligible(agent_of(key), c, r) {
+                            best = Some((key, m));
                             break;
                         }
                     }
                 }
-                best.map(|(k, m)| (k.2, m))
+                best.map(|(k, m)| (agent_of(k), m))
             }
             // A contact-dependent order cannot be indexed: the search looks at the longest-idle
             // eligible agents, up to SKILL_MATCH_CANDIDATES of them, and takes the best score,
@@ -203,9 +203,10 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in &pool.by_idle {
-                        if let Some(m) = self.eligible(key.2, c, r) {
-                            let rank = (std::cmp::Reverse(self.skill_score(key.2, c, r)), key.2);
+                    for key in pool.by_idle(&self.agents) {
+                        let ai = agent_of(key);
+                        if let Some(m) = self.eligible(ai, c, r) {
+                            let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
                                 best = Some((rank, m));
                             }
@@ -415,9 +416,9 @@ impl Engine {
         let offer = Offer {
             assignment_id: format!("{}#{}", c.id, attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.clone(),
+            contact_id: c.id.to_string(),
             agent_id: self.agent_ids.name(ai).to_string(),
-            customer_id: c.customer.clone(),
+            customer_id: c.customer.to_string(),
             channel: self.channel_names.name(c.channel).to_string(),
             queue: self.queue_names.name(c.queue).to_string(),
             language: c.language_tag.clone(),
@@ -491,7 +492,7 @@ impl Engine {
         out.push(Output::OfferWithdrawn(OfferWithdrawn {
             assignment_id: format!("{}#{}", c.id, c.attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.clone(),
+            contact_id: c.id.to_string(),
             agent_id: self.agent_ids.name(agent).to_string(),
             at: now,
             reason: reason.to_string(),

@@ -385,6 +385,16 @@ impl SlaBook {
 
     fn record(&mut self, now: Millis, queue: &str, channel: &str, c: Counts) {
         let index = now / self.width();
+        // The book almost always exists: one lookup per level, no insertion checks.
+        if let Some(book) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|ch| ch.get_mut(channel))
+        {
+            book.since_start.add(&c);
+            book.window.at(index).add(&c);
+            return;
+        }
         let book = self.book(queue, channel);
         book.since_start.add(&c);
         book.window.at(index).add(&c);
