@@ -99,11 +99,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-<<<<<<< HEAD
             .args(["--storage-engine", &storage()])
-=======
-            .args(["--storage-engine", "sqlite://chaos.db"])
->>>>>>> engine-perf
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -598,11 +594,7 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
     let mut loadgen = Command::new(BIN)
         .args(["loadgen", "live", "--config"])
         .arg(&config_path)
-<<<<<<< HEAD
         .args(["--rate", "280", "--duration", "100s", "--drain", "10s"])
-=======
-        .args(["--rate", "330", "--duration", "80s", "--drain", "20s"])
->>>>>>> engine-perf
         .args([
             "--tenants",
             "100",
@@ -684,35 +676,7 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
     for d in &mut daemons {
         assert!(d.stop(), "daemon {} did not stop within 30 s", d.n);
     }
-<<<<<<< HEAD
     let committed = committed(&brokers, &group);
-=======
-
-    // Where the group stands: every daemon wrote a last snapshot and committed at stop.
-    let committed: Vec<i64> = {
-        let gc: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("group consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition("chaos.events", p);
-        }
-        let got = gc
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..PARTITIONS)
-            .map(
-                |p| match got.find_partition("chaos.events", p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    other => panic!("partition {p} has no committed offset: {other:?}"),
-                },
-            )
-            .collect()
-    };
->>>>>>> engine-perf
 
     let mut report = Vec::new();
     let (mut events, mut clocks, mut outputs_total) = (0usize, 0usize, 0usize);
@@ -742,7 +706,6 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
         events += input.len();
         outputs_total += output.len();
 
-<<<<<<< HEAD
         // The stream as a consumer following the README sees it: by `omniroute.seq`, a
         // record whose number was already seen dropped. A repeat happens only where two
         // instances briefly owned the partition at once; it must be an exact copy.
@@ -760,18 +723,6 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
         let next = by_seq.keys().next_back().map_or(0, |s| s + 1);
         gaps += (0..next).filter(|s| !by_seq.contains_key(s)).count();
         let output: Vec<&Rec> = by_seq.values().copied().collect();
-=======
-        // Sequence numbers: 0..n, each once.
-        let seqs: Vec<u64> = output
-            .iter()
-            .map(|r| r.headers["omniroute.seq"].parse().expect("seq"))
-            .collect();
-        let distinct: HashSet<u64> = seqs.iter().copied().collect();
-        duplicates += seqs.len() - distinct.len();
-        gaps += (0..seqs.len() as u64)
-            .filter(|s| !distinct.contains(s))
-            .count();
->>>>>>> engine-perf
 
         // Exactly what an uninterrupted engine produces.
         let expected = reference(&policy, config.daemon.max_record_bytes, p, &input, until);
