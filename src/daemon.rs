@@ -459,9 +459,23 @@ impl Daemon {
     fn apply_changes(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
         for change in consumer.context().take_changes() {
             match change {
-                Change::Assigned(list) => {
+                Change::Assigned { list, whole } => {
                     // Fetching restarts from the committed offsets.
                     self.delivered.clear();
+                    if whole {
+                        // Some coordinators send a new assignment without revoking the old
+                        // one first: what is not in it is no longer ours.
+                        let gone: Vec<(String, i32)> = self
+                            .owned
+                            .iter()
+                            .filter(|o| !list.contains(o))
+                            .cloned()
+                            .collect();
+                        if !gone.is_empty() {
+                            tracing::warn!(partitions = ?gone, "assignment dropped partitions without a revoke");
+                            self.revoke(gone);
+                        }
+                    }
                     for (topic, p) in list {
                         self.owned.insert((topic, p));
                         if !self.parts.contains_key(&p) && !self.rebuilding.contains_key(&p) {
@@ -470,31 +484,35 @@ impl Daemon {
                     }
                     self.publish_ownership();
                 }
-                Change::Revoked(list) => {
-                    for (topic, p) in list {
-                        self.owned.remove(&(topic, p));
-                        if !self.owned.iter().any(|(_, q)| *q == p) {
-                            // Drained in the callback. The state goes: even when the partition
-                            // comes straight back, another instance may have owned it between
-                            // (brokers do not all keep rebalances strictly apart), so every
-                            // assignment rebuilds from the snapshot and the output partition.
-                            self.parts.remove(&p);
-                            // The tracker forgot the partition; snapshots restart cleanly.
-                            if let Some(s) = self.snaps.get_mut(&p) {
-                                s.waiting = None;
-                                s.in_flight = None;
-                            }
-                            self.clock_sent.remove(&p);
-                            self.seeking.retain(|(_, q), _| *q != p);
-                            if let Some((_, task)) = self.rebuilding.remove(&p) {
-                                task.abort();
-                            }
-                        }
-                    }
-                    self.publish_ownership();
+                Change::Revoked(list) => self.revoke(list),
+            }
+        }
+    }
+
+    /// Partitions no longer ours: their state and everything pending for them goes.
+    fn revoke(&mut self, list: Vec<(String, i32)>) {
+        for (topic, p) in list {
+            producer::lock(&self.tracker).forget(&topic, p);
+            self.owned.remove(&(topic, p));
+            if !self.owned.iter().any(|(_, q)| *q == p) {
+                // Drained in the callback. The state goes: even when the partition comes
+                // straight back, another instance may have owned it between (brokers do not
+                // all keep rebalances strictly apart), so every assignment rebuilds from the
+                // snapshot and the output partition.
+                self.parts.remove(&p);
+                // The tracker forgot the partition; snapshots restart cleanly.
+                if let Some(s) = self.snaps.get_mut(&p) {
+                    s.waiting = None;
+                    s.in_flight = None;
+                }
+                self.clock_sent.remove(&p);
+                self.seeking.retain(|(_, q), _| *q != p);
+                if let Some((_, task)) = self.rebuilding.remove(&p) {
+                    task.abort();
                 }
             }
         }
+        self.publish_ownership();
     }
 
     /// The "partition assigned → rebuild state" step, started: records of the partition are

@@ -18,7 +18,12 @@ use super::producer::{self, Producer};
 /// A change of ownership, applied by the daemon loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Assigned(Vec<(String, i32)>),
+    /// Partitions assigned. `whole`: the list is the complete new assignment (eager
+    /// rebalancing), so anything owned and not in it is gone, revoke seen or not.
+    Assigned {
+        list: Vec<(String, i32)>,
+        whole: bool,
+    },
     Revoked(Vec<(String, i32)>),
 }
 
@@ -97,12 +102,19 @@ impl ConsumerContext for RebalanceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = parts(tpl);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
-                self.push(Change::Assigned(assigned));
+                let whole = !matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                );
+                self.push(Change::Assigned {
+                    list: assigned,
+                    whole,
+                });
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
