@@ -3,9 +3,10 @@
 //!
 //! The records are a pre-recorded workload: the generator runs against local engines on a
 //! virtual clock, so the stream holds the desktops' answers to the offers those engines made
-//! (accepts, rejects, completions, wrap-ups), plus abandons and agent breaks. The daemon decides
-//! on its own clock, so a few answers may not match its offers; they are counted as ignored,
-//! which still costs a decode and a lookup.
+//! (accepts, rejects, completions, wrap-ups), plus abandons and agent breaks. Each record carries
+//! its virtual time as its Kafka timestamp, which is the daemon's engine time, so the daemon sees
+//! the clock the answers were recorded on; the few that still do not match its offers are
+//! counted as ignored, which still costs a decode and a lookup.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -144,9 +145,12 @@ async fn fill(config: &Config, topic: &str, a: &CompareArgs, run: &str) -> Resul
                 }
             }
             let payload = serde_json::to_vec(&e)?;
+            // The record's timestamp is the event's virtual time: the daemon's engine time
+            // follows record timestamps, so it sees the clock the answers were recorded on.
             let mut rec = BaseRecord::to(topic)
                 .key(e.tenant.as_bytes())
-                .payload(&payload);
+                .payload(&payload)
+                .timestamp(i64::try_from(ts).unwrap_or(i64::MAX));
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
