@@ -189,11 +189,6 @@ impl Partition {
         &self.positions
     }
 
-    /// Engine time of this partition.
-    pub fn clock(&self) -> Millis {
-        self.clock
-    }
-
     /// Sequence number the next output will get.
     pub fn next_seq(&self) -> u64 {
         self.out_seq
