@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::recovery;
 
 /// Snapshot format version; a snapshot of another version is not loaded.
-const STATE_FORMAT: u32 = 2;
+const STATE_FORMAT: u32 = 3;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]
@@ -534,7 +534,13 @@ mod tests {
         for c in 0..6u64 {
             let t = if c % 2 == 0 { "a" } else { "b" };
             let at = 2_000 + c * 100;
-            v.push((at, t.as_bytes(), format!(r#"{{"type":"contact.created","id":"c{c}","tenant":"{t}","ts":{at},"contact_id":"c{c}","channel":"voice","customer_id":"k{c}","language":"es"}}"#)));
+            // Rarely set fields must survive a snapshot too: a bot hand-off, a preferred agent.
+            let extra = match c {
+                2 => r#","handoff":{"bot":"sofia","intent":"refund"}"#,
+                3 => r#","preferred_agent":"x""#,
+                _ => "",
+            };
+            v.push((at, t.as_bytes(), format!(r#"{{"type":"contact.created","id":"c{c}","tenant":"{t}","ts":{at},"contact_id":"c{c}","channel":"voice","customer_id":"k{c}","language":"es"{extra}}}"#)));
         }
         // Clock records far enough on for voice offers (20 s) to time out and be offered again.
         v.push((25_000, recovery::CLOCK_KEY, "25000".into()));
@@ -584,6 +590,24 @@ mod tests {
             .filter(|(_, o)| matches!(o, Output::OfferWithdrawn(_)))
             .count();
         assert!(withdrawn >= 2, "clock records fire timeouts: {expected:?}");
+        let offers_of = |id: &str| {
+            expected
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Output::Offer(x) if x.contact_id == id => Some(x.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let c2 = offers_of("c2");
+        // c2 is first offered at the 25 s clock record, after the snapshots at 8 and 10.
+        assert!(!c2.is_empty(), "c2 is offered: {expected:?}");
+        assert!(c2.iter().all(|o| o
+            .handoff
+            .as_ref()
+            .is_some_and(|h| h.intent.as_deref() == Some("refund"))));
+        let c3 = offers_of("c3");
+        assert!(c3.iter().any(|o| o.why.rule == "preferred_agent"), "{c3:?}");
         assert_eq!(
             expected.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             (0..expected.len() as u64).collect::<Vec<_>>()

@@ -28,9 +28,9 @@ pub(crate) struct Contact {
     pub(crate) required: Vec<(u32, u8)>,
     pub(crate) preferred: Vec<(u32, u8)>,
     pub(crate) priority: i32,
-    pub(crate) preferred_agent: Option<String>,
-    #[serde(with = "handoff_fields")]
-    pub(crate) handoff: Option<Handoff>,
+    /// Fields most contacts leave empty, boxed so that a waiting contact without them stays
+    /// small (a million waiting contacts is a sizing case).
+    pub(crate) extra: Option<Box<ContactExtra>>,
     /// When the customer began waiting: min(event time, processing time).
     pub(crate) arrival: Millis,
     /// Offers made so far; the next offer is `attempt + 1`.
@@ -38,6 +38,37 @@ pub(crate) struct Contact {
     /// Agents who missed this contact; never offered it again.
     pub(crate) excluded: Vec<u32>,
     pub(crate) phase: Phase,
+}
+
+/// The rarely set parts of a contact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ContactExtra {
+    pub(crate) preferred_agent: Option<String>,
+    #[serde(with = "handoff_fields")]
+    pub(crate) handoff: Option<Handoff>,
+}
+
+impl Contact {
+    /// `None` when neither field is set, so that such contacts carry no box.
+    pub(crate) fn extra(
+        preferred_agent: Option<String>,
+        handoff: Option<Handoff>,
+    ) -> Option<Box<ContactExtra>> {
+        (preferred_agent.is_some() || handoff.is_some()).then(|| {
+            Box::new(ContactExtra {
+                preferred_agent,
+                handoff,
+            })
+        })
+    }
+
+    pub(crate) fn preferred_agent(&self) -> Option<&str> {
+        self.extra.as_ref()?.preferred_agent.as_deref()
+    }
+
+    pub(crate) fn handoff(&self) -> Option<&Handoff> {
+        self.extra.as_ref()?.handoff.as_ref()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

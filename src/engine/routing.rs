@@ -127,11 +127,7 @@ impl Engine {
 
     /// Picks the agent for a contact, or `None` when nobody eligible can take it now.
     pub(crate) fn choose_agent(&self, c: &Contact, r: &Relax) -> Option<(u32, Rule, Match)> {
-        if let Some(ai) = c
-            .preferred_agent
-            .as_deref()
-            .and_then(|p| self.agent_ids.get(p))
-        {
+        if let Some(ai) = c.preferred_agent().and_then(|p| self.agent_ids.get(p)) {
             if let Some(m) = self.eligible(ai, c, r) {
                 return Some((ai, Rule::PreferredAgent, m));
             }
@@ -331,7 +327,7 @@ impl Engine {
                 return;
             };
             let rule = match self.contacts.get(slot) {
-                Some(c) if c.preferred_agent.as_deref() == Some(self.agent_ids.name(ai)) => {
+                Some(c) if c.preferred_agent() == Some(self.agent_ids.name(ai)) => {
                     Rule::PreferredAgent
                 }
                 Some(c) if self.sticky_agent(&c.customer) == Some(ai) => Rule::Sticky,
@@ -443,7 +439,7 @@ impl Engine {
                 overflow_from: m.overflow.map(|q| self.queue_names.name(q).to_string()),
                 sticky: rule == Rule::Sticky,
             },
-            handoff: c.handoff.clone(),
+            handoff: c.handoff().cloned(),
         };
         let (uid, queue, channel) = (c.uid, c.queue, c.channel);
         if let Some(c) = self.contacts.get_mut(slot) {
