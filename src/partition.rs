@@ -100,8 +100,8 @@ pub enum Admit {
 }
 
 struct OpenOffer {
-    queue: String,
-    channel: String,
+    queue: crate::engine::Name,
+    channel: crate::engine::Name,
     offered_at: Millis,
     wait_ms: u64,
 }
@@ -348,7 +348,7 @@ impl Partition {
             match o {
                 Output::Offer(x) => {
                     self.open_offers.insert(
-                        (x.tenant.clone(), x.assignment_id.clone()),
+                        (x.tenant.to_string(), x.assignment_id.clone()),
                         OpenOffer {
                             queue: x.queue.clone(),
                             channel: x.channel.clone(),
@@ -359,7 +359,7 @@ impl Partition {
                 }
                 Output::OfferWithdrawn(x) => {
                     self.open_offers
-                        .remove(&(x.tenant.clone(), x.assignment_id.clone()));
+                        .remove(&(x.tenant.to_string(), x.assignment_id.clone()));
                 }
                 Output::AgentAway(_) => {}
             }

@@ -50,7 +50,7 @@ impl Engine {
                     c.uid == uid && c.attempt == attempt && matches!(c.phase, Phase::Offered { .. })
                 });
                 if live {
-                    self.miss(slot, "timeout", out);
+                    self.miss(slot, self.words.timeout.clone(), out);
                 }
             }
             Timer::WrapupEnd { agent, serial } => {
@@ -253,7 +253,7 @@ impl Engine {
             customer: Arc::from(e.customer_id.as_str()),
             channel,
             language,
-            language_tag: e.language.clone(),
+            language_tag: e.language.as_str().into(),
             queue,
             required,
             preferred,
@@ -297,7 +297,7 @@ impl Engine {
         let transfer = new_queue.is_some_and(|q| q != old_queue);
         let mut freed = None;
         if transfer {
-            freed = self.withdraw(slot, "updated", out);
+            freed = self.withdraw(slot, self.words.updated.clone(), out);
         }
         self.dequeue(slot);
         let language = e.language.as_deref().map(|l| self.langs.intern(l));
@@ -311,7 +311,7 @@ impl Engine {
         }
         if let (Some(l), Some(tag)) = (language, &e.language) {
             c.language = l;
-            c.language_tag = tag.clone();
+            c.language_tag = tag.as_str().into();
         }
         if let Some(r) = required {
             c.required = r;
@@ -347,7 +347,7 @@ impl Engine {
             )));
         }
         self.dequeue(slot);
-        let freed = self.withdraw(slot, "abandoned", out);
+        let freed = self.withdraw(slot, self.words.abandoned.clone(), out);
         if let Some(c) = self.contacts.remove(slot) {
             self.contact_ids.remove(&c.id);
             let wait = self.now.saturating_sub(c.arrival);
@@ -572,7 +572,7 @@ impl Engine {
 
     fn offer_rejected(&mut self, e: &OfferAnswer, out: &mut Vec<Output>) -> Result<(), Ignored> {
         let slot = self.current_offer(e)?;
-        self.miss(slot, "rejected", out);
+        self.miss(slot, self.words.rejected.clone(), out);
         Ok(())
     }
 

@@ -10,8 +10,8 @@ use super::agents::{agent_of, IdleKey, LoadKey};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
 use super::tables::FULL_LOAD;
 use super::timers::Timer;
-use super::{AgentAway, Engine, Offer, OfferWithdrawn, Output, Strategy, Why};
-use crate::event::{AgentState, Skills};
+use super::{AgentAway, Engine, Name, Offer, OfferWithdrawn, Output, SkillLevels, Strategy, Why};
+use crate::event::AgentState;
 
 /// How many eligible agents `best_skill_match` compares at most (the longest idle ones).
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
@@ -398,29 +398,32 @@ impl Engine {
             Strategy::BestSkillMatch => f64::from(self.skill_score(ai, c, &r)),
             Strategy::RoundRobin => 0.0,
         };
-        let matched_skills: Skills = c
-            .required
-            .iter()
-            .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
-            .collect();
-        let matched_preferred: Skills = if r.drop_preferred {
-            Skills::new()
-        } else {
-            c.preferred
+        let matched_skills = SkillLevels::from_unsorted(
+            c.required
                 .iter()
-                .filter(|&&(s, _)| a.level(s) > 0)
-                .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
-                .collect()
+                .map(|&(s, _)| (self.skills.shared(s).clone(), a.level(s)))
+                .collect(),
+        );
+        let matched_preferred = if r.drop_preferred || c.preferred.is_empty() {
+            SkillLevels::default()
+        } else {
+            SkillLevels::from_unsorted(
+                c.preferred
+                    .iter()
+                    .filter(|&&(s, _)| a.level(s) > 0)
+                    .map(|&(s, _)| (self.skills.shared(s).clone(), a.level(s)))
+                    .collect(),
+            )
         };
         let attempt = c.attempt + 1;
         let offer = Offer {
             assignment_id: format!("{}#{}", c.id, attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.to_string(),
-            agent_id: self.agent_ids.name(ai).to_string(),
-            customer_id: c.customer.to_string(),
-            channel: self.channel_names.name(c.channel).to_string(),
-            queue: self.queue_names.name(c.queue).to_string(),
+            contact_id: Name::from(&c.id),
+            agent_id: self.agent_ids.shared(ai).clone(),
+            customer_id: Name::from(&c.customer),
+            channel: self.channel_names.shared(c.channel).clone(),
+            queue: self.queue_names.shared(c.queue).clone(),
             language: c.language_tag.clone(),
             priority: c.priority,
             offered_at: now,
@@ -429,18 +432,18 @@ impl Engine {
             attempt,
             why: Why {
                 rule: match rule {
-                    Rule::PreferredAgent => "preferred_agent".to_string(),
-                    Rule::Sticky => "sticky".to_string(),
-                    Rule::Strategy => strategy.as_str().to_string(),
+                    Rule::PreferredAgent => self.words.preferred_agent.clone(),
+                    Rule::Sticky => self.words.sticky.clone(),
+                    Rule::Strategy => self.words.strategy(strategy).clone(),
                 },
                 matched_skills,
                 matched_preferred,
-                language: self.langs.name(m.language).to_string(),
+                language: self.langs.shared(m.language).clone(),
                 language_fallback: m.fallback,
                 score,
                 effective_priority: eff,
                 relaxation_step: r.steps as u32,
-                overflow_from: m.overflow.map(|q| self.queue_names.name(q).to_string()),
+                overflow_from: m.overflow.map(|q| self.queue_names.shared(q).clone()),
                 sticky: rule == Rule::Sticky,
             },
             handoff: c.handoff.clone(),
@@ -478,7 +481,7 @@ impl Engine {
     pub(crate) fn withdraw(
         &mut self,
         slot: u32,
-        reason: &str,
+        reason: Name,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
         let now = self.now;
@@ -492,10 +495,10 @@ impl Engine {
         out.push(Output::OfferWithdrawn(OfferWithdrawn {
             assignment_id: format!("{}#{}", c.id, c.attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.to_string(),
-            agent_id: self.agent_ids.name(agent).to_string(),
+            contact_id: Name::from(&c.id),
+            agent_id: self.agent_ids.shared(agent).clone(),
             at: now,
-            reason: reason.to_string(),
+            reason,
         }));
         let a = &mut self.agents[agent as usize];
         a.pending.retain(|&s| s != slot);
@@ -507,7 +510,7 @@ impl Engine {
 
     /// A missed offer (rejected or timed out): withdraw, exclude the agent, requeue at the
     /// contact's old place, and set the agent away after too many misses in a row.
-    pub(crate) fn miss(&mut self, slot: u32, reason: &str, out: &mut Vec<Output>) {
+    pub(crate) fn miss(&mut self, slot: u32, reason: Name, out: &mut Vec<Output>) {
         let Some(ai) = self.withdraw(slot, reason, out) else {
             return;
         };
@@ -522,9 +525,9 @@ impl Engine {
         if max > 0 && missed >= max && a.state == AgentState::Available {
             out.push(Output::AgentAway(AgentAway {
                 tenant: self.tenant.clone(),
-                agent_id: self.agent_ids.name(ai).to_string(),
+                agent_id: self.agent_ids.shared(ai).clone(),
                 at: self.now,
-                reason: "missed_offers".to_string(),
+                reason: self.words.missed_offers.clone(),
                 missed,
             }));
             requeue.extend(self.set_unavailable(ai, AgentState::Away, out));
@@ -550,7 +553,7 @@ impl Engine {
         a.state = state;
         let pending = std::mem::take(&mut a.pending);
         for &s in &pending {
-            self.withdraw(s, "agent_unavailable", out);
+            self.withdraw(s, self.words.agent_unavailable.clone(), out);
         }
         self.agent_changed(ai);
         pending

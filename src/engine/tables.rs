@@ -5,6 +5,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::policy::{Policy, Strategy};
+use super::Name;
 
 /// One full agent, in load units. lcm(1..=10) × 1000, so that 1/capacity for every usual
 /// capacity (and configured fractions to 1e-6 or so) is an exact integer.
@@ -14,7 +15,8 @@ pub(crate) const FULL_LOAD: u32 = 2_520_000;
 /// engine's decisions depend on the process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Interner {
-    names: Vec<String>,
+    /// Shared, so that outputs naming an id clone a pointer.
+    names: Vec<Name>,
     ids: FxHashMap<String, u32>,
 }
 
@@ -28,12 +30,17 @@ impl Interner {
             return *id;
         }
         let id = self.names.len() as u32;
-        self.names.push(name.to_string());
+        self.names.push(Name::from(name));
         self.ids.insert(name.to_string(), id);
         id
     }
 
     pub(crate) fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The name of `id` as a shared [`Name`] (clone it for an output).
+    pub(crate) fn shared(&self, id: u32) -> &Name {
         &self.names[id as usize]
     }
 
@@ -91,8 +98,13 @@ impl Languages {
         self.primary[id as usize]
     }
 
+    #[cfg(test)]
     pub(crate) fn name(&self, id: u32) -> &str {
         self.tags.name(id)
+    }
+
+    pub(crate) fn shared(&self, id: u32) -> &Name {
+        self.tags.shared(id)
     }
 
     /// Every agent tag that can serve `wanted` by [`serves`](Self::serves): the tag itself, its
@@ -272,5 +284,54 @@ mod tests {
         let email = &infos[names.get("email").unwrap() as usize];
         assert_eq!(email.units * 5, FULL_LOAD);
         assert!(infos[names.get("voice").unwrap() as usize].exclusive);
+    }
+}
+
+/// The fixed words of the outputs (rules, reasons), made once so that outputs share them.
+#[derive(Debug, Clone)]
+pub(crate) struct Words {
+    pub(crate) preferred_agent: Name,
+    pub(crate) sticky: Name,
+    /// By strategy: `longest_idle`, `least_occupied`, `best_skill_match`, `round_robin`.
+    strategies: [Name; 4],
+    pub(crate) timeout: Name,
+    pub(crate) rejected: Name,
+    pub(crate) abandoned: Name,
+    pub(crate) updated: Name,
+    pub(crate) agent_unavailable: Name,
+    pub(crate) missed_offers: Name,
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words {
+            preferred_agent: Name::from("preferred_agent"),
+            sticky: Name::from("sticky"),
+            strategies: [
+                Strategy::LongestIdle,
+                Strategy::LeastOccupied,
+                Strategy::BestSkillMatch,
+                Strategy::RoundRobin,
+            ]
+            .map(|s| Name::from(s.as_str())),
+            timeout: Name::from("timeout"),
+            rejected: Name::from("rejected"),
+            abandoned: Name::from("abandoned"),
+            updated: Name::from("updated"),
+            agent_unavailable: Name::from("agent_unavailable"),
+            missed_offers: Name::from("missed_offers"),
+        }
+    }
+}
+
+impl Words {
+    pub(crate) fn strategy(&self, s: Strategy) -> &Name {
+        let i = match s {
+            Strategy::LongestIdle => 0,
+            Strategy::LeastOccupied => 1,
+            Strategy::BestSkillMatch => 2,
+            Strategy::RoundRobin => 3,
+        };
+        &self.strategies[i]
     }
 }
