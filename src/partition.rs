@@ -18,8 +18,9 @@ use crate::event::{self, DecodeError, Millis};
 use crate::metrics;
 use crate::recovery;
 
-/// Snapshot format version; a snapshot of another version is not loaded.
-const STATE_FORMAT: u32 = 2;
+/// Snapshot format version; a snapshot of another version is not loaded. 3: the engine's pools
+/// keep two lazy idle queues per pool and agents an order stamp.
+const STATE_FORMAT: u32 = 3;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]

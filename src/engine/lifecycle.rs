@@ -83,7 +83,7 @@ impl Engine {
     /// After any change to an agent's state, load or profile: re-file it in the pools and tell
     /// the SLA book.
     pub(crate) fn agent_changed(&mut self, ai: u32) {
-        self.pools.refile(ai, &mut self.agents, &self.channels);
+        self.pools.refile(ai, &mut self.agents);
         let a = &self.agents[ai as usize];
         self.sla.on_agent(
             self.now,

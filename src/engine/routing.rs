@@ -165,11 +165,13 @@ impl Engine {
             .unwrap_or(0);
         let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
         let every_agent_pools = langs.iter().filter_map(|&l| self.pools.get(0, l));
+        // An exclusive channel (voice) needs an agent without work: the search stops there.
+        let idle_only = self.channels[c.channel as usize].exclusive;
         let found = match self.queues[c.queue as usize].strategy {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
                 for pool in pools {
-                    for key in pool.by_idle(&self.agents) {
+                    for key in pool.by_idle(&self.agents, idle_only) {
                         if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
@@ -185,7 +187,8 @@ impl Engine {
                 let mut best: Option<(LoadKey, Match)> = None;
                 for pool in every_agent_pools {
                     for &key in &pool.by_load {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) || (idle_only && key >> 96 > 0)
+                        {
                             break;
                         }
                         if let Some(m) = self.eligible(agent_of(key), c, r) {
@@ -203,7 +206,7 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in pool.by_idle(&self.agents) {
+                    for key in pool.by_idle(&self.agents, idle_only) {
                         let ai = agent_of(key);
                         if let Some(m) = self.eligible(ai, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
