@@ -257,9 +257,11 @@ fn order_stamp(a: &Agent) -> u64 {
 pub(crate) struct Pool {
     idle: Lazy,
     order: Lazy,
-    /// Only in the every-agent pools (skill slot 0): the load changes with every contact, and
-    /// keeping one load order per language rather than per skill keeps that update cheap.
-    pub(crate) by_load: BTreeSet<LoadKey>,
+    /// Only in the every-agent pools (skill slot 0), and only agents with work: the load
+    /// changes with every contact, and keeping one load order per language rather than per
+    /// skill keeps that update cheap. Agents without work come first in `least_occupied`
+    /// order, in the order `idle` holds them (see [`Pool::idle_keys`]).
+    by_load: BTreeSet<LoadKey>,
     /// Agent indices, for round robin's "next after the cursor"; every-agent pools only.
     pub(crate) by_index: BTreeSet<u32>,
 }
@@ -288,6 +290,33 @@ impl Pool {
             .live_entries(agents, idle_stamp)
             .map(|&(t, i, _)| pack(0, t, i))
             .chain(busy.into_iter().flatten())
+    }
+
+    /// The agents without work, longest idle first, as idle keys — which are also their load
+    /// keys, since they come first in `least_occupied` order with load 0.
+    pub(crate) fn idle_keys<'a>(
+        &'a self,
+        agents: &'a [Agent],
+    ) -> impl Iterator<Item = IdleKey> + 'a {
+        self.idle
+            .live_entries(agents, idle_stamp)
+            .map(|&(t, i, _)| pack(0, t, i))
+    }
+
+    /// The agents with work in `least_occupied` order (lowest load, then longest idle, then
+    /// index), as load keys; every-agent pools only.
+    pub(crate) fn loaded_keys(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.by_load.iter().copied()
+    }
+
+    /// Whether the load order holds `key` of an agent with work (for the audit).
+    pub(crate) fn holds_load(&self, key: LoadKey) -> bool {
+        self.by_load.contains(&key)
+    }
+
+    /// Agents with work in the load order (for the audit).
+    pub(crate) fn loaded(&self) -> usize {
+        self.by_load.len()
     }
 
     /// Whether agent `idx` is in the pool's idle orders under its current stamps (for the audit).
@@ -382,7 +411,9 @@ impl Pools {
             }
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
-                pool.by_load.insert(keys.1);
+                if !is_idle(keys.0) {
+                    pool.by_load.insert(keys.1);
+                }
                 pool.by_index.insert(idx);
             }
             let agent = &mut agents[idx as usize];
@@ -411,8 +442,12 @@ impl Pools {
         if old_load != keys.1 {
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
-                pool.by_load.remove(&old_load);
-                pool.by_load.insert(keys.1);
+                if !is_idle(old_idle) {
+                    pool.by_load.remove(&old_load);
+                }
+                if !is_idle(keys.0) {
+                    pool.by_load.insert(keys.1);
+                }
             }
         }
         let agent = &mut agents[idx as usize];
@@ -422,7 +457,7 @@ impl Pools {
 
     /// Takes agent `idx` out of every pool it is filed in (keeps the `filed` allocation).
     pub(crate) fn unfile(&mut self, idx: u32, agents: &mut [Agent]) {
-        let (_, old_load) = agents[idx as usize].filed_keys;
+        let (old_idle, old_load) = agents[idx as usize].filed_keys;
         let mut filed = std::mem::take(&mut agents[idx as usize].filed);
         if !filed.is_empty() {
             if agents[idx as usize].idle_stamp != 0 {
@@ -432,7 +467,9 @@ impl Pools {
         }
         for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
             let pool = self.get_mut(c, p);
-            pool.by_load.remove(&old_load);
+            if !is_idle(old_idle) {
+                pool.by_load.remove(&old_load);
+            }
             pool.by_index.remove(&idx);
         }
         filed.clear();

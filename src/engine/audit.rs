@@ -106,7 +106,7 @@ impl Engine {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
                 let ordered = c != 0
                     || (pool.by_index.contains(&(ai as u32))
-                        && pool.by_load.contains(&a.load_key(ai as u32)));
+                        && (a.load == 0 || pool.holds_load(a.load_key(ai as u32))));
                 if !ordered || !pool.holds(ai as u32, &self.agents) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
@@ -128,10 +128,14 @@ impl Engine {
                 let Some(p) = self.pools.get(c, l) else {
                     continue;
                 };
-                let others = if c == 0 { p.len() } else { 0 };
                 let [idle, order] = p.live_counted(&self.agents);
-                if p.by_load.len() != others
-                    || p.by_index.len() != others
+                let (all, loaded) = if c == 0 {
+                    (p.len(), order.1.saturating_sub(idle.1))
+                } else {
+                    (0, 0)
+                };
+                if p.loaded() != loaded
+                    || p.by_index.len() != all
                     || idle.0 != idle.1
                     || order.0 != order.1
                 {

@@ -87,6 +87,26 @@ pub struct Offer {
     pub handoff: Option<Handoff>,
 }
 
+/// `{contact_id}#{attempt}`, without the formatting machinery (one per offer).
+fn assignment_id(contact: &str, attempt: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut n = attempt;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(contact.len() + 1 + digits.len() - at);
+    id.push_str(contact);
+    id.push('#');
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id
+}
+
 /// Why this agent got this contact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Why {
@@ -379,5 +399,21 @@ mod policy_as_json {
         serde_json::from_str(&text)
             .map(Arc::new)
             .map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assignment_ids_read_like_format() {
+        for (c, a) in [
+            ("c1", 0),
+            ("contact-7", 1),
+            ("x", 10),
+            ("", 4_294_967_295),
+            ("é#", 99),
+        ] {
+            assert_eq!(super::assignment_id(c, a), format!("{c}#{a}"));
+        }
     }
 }

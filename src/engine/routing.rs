@@ -8,7 +8,7 @@
 
 use super::agents::{agent_of, IdleKey, LoadKey};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
-use super::tables::FULL_LOAD;
+use super::tables::{TagList, FULL_LOAD};
 use super::timers::Timer;
 use super::{AgentAway, Engine, Name, Offer, OfferWithdrawn, Output, SkillLevels, Strategy, Why};
 use crate::event::AgentState;
@@ -143,7 +143,7 @@ impl Engine {
         }
         // Pools to look in: every agent tag that serves the contact's language or a fallback
         // language in force.
-        let mut langs = Vec::new();
+        let mut langs = TagList::default();
         self.langs.servers_of(c.language, &mut langs);
         for s in &self.queues[c.queue as usize].steps[..r.steps] {
             for &f in &s.languages {
@@ -158,13 +158,13 @@ impl Engine {
             .min_by_key(|&slot| {
                 langs
                     .iter()
-                    .filter_map(|&l| self.pools.get(slot, l))
+                    .filter_map(|l| self.pools.get(slot, l))
                     .map(|p| p.len())
                     .sum::<usize>()
             })
             .unwrap_or(0);
-        let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
-        let every_agent_pools = langs.iter().filter_map(|&l| self.pools.get(0, l));
+        let pools = langs.iter().filter_map(|l| self.pools.get(slot, l));
+        let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
         // An exclusive channel (voice) needs an agent without work: the search stops there.
         let idle_only = self.channels[c.channel as usize].exclusive;
         let found = match self.queues[c.queue as usize].strategy {
@@ -184,11 +184,22 @@ impl Engine {
                 best.map(|(k, m)| (agent_of(k), m))
             }
             Strategy::LeastOccupied => {
+                // Agents without work first, from the narrow skill pool (their load keys are
+                // their idle keys), then agents with work from the every-agent load order.
                 let mut best: Option<(LoadKey, Match)> = None;
-                for pool in every_agent_pools {
-                    for &key in &pool.by_load {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) || (idle_only && key >> 96 > 0)
-                        {
+                for l in langs.iter() {
+                    let idle = self.pools.get(slot, l).map(|p| p.idle_keys(&self.agents));
+                    let loaded = self
+                        .pools
+                        .get(0, l)
+                        .filter(|_| !idle_only)
+                        .map(|p| p.loaded_keys());
+                    let order = idle
+                        .into_iter()
+                        .flatten()
+                        .chain(loaded.into_iter().flatten());
+                    for key in order {
+                        if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
                         if let Some(m) = self.eligible(agent_of(key), c, r) {
@@ -420,7 +431,7 @@ impl Engine {
         };
         let attempt = c.attempt + 1;
         let offer = Offer {
-            assignment_id: format!("{}#{}", c.id, attempt),
+            assignment_id: super::assignment_id(&c.id, attempt),
             tenant: self.tenant.clone(),
             contact_id: Name::from(&c.id),
             agent_id: self.agent_ids.shared(ai).clone(),
@@ -496,7 +507,7 @@ impl Engine {
         let channel = c.channel;
         let exclusive = self.channels[channel as usize].exclusive;
         out.push(Output::OfferWithdrawn(OfferWithdrawn {
-            assignment_id: format!("{}#{}", c.id, c.attempt),
+            assignment_id: super::assignment_id(&c.id, c.attempt),
             tenant: self.tenant.clone(),
             contact_id: Name::from(&c.id),
             agent_id: self.agent_ids.shared(agent).clone(),

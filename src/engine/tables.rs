@@ -109,12 +109,8 @@ impl Languages {
 
     /// Every agent tag that can serve `wanted` by [`serves`](Self::serves): the tag itself, its
     /// bare language, and for a bare tag its regional variants. Appended to `into`, no repeats.
-    pub(crate) fn servers_of(&self, wanted: u32, into: &mut Vec<u32>) {
-        let mut add = |l: u32| {
-            if !into.contains(&l) {
-                into.push(l);
-            }
-        };
+    pub(crate) fn servers_of(&self, wanted: u32, into: &mut TagList) {
+        let mut add = |l: u32| into.add(l);
         add(wanted);
         let p = self.primary(wanted);
         add(p);
@@ -140,6 +136,38 @@ impl Languages {
         } else {
             None
         }
+    }
+}
+
+/// A short list of language ids without repeats, in insertion order; on the stack up to
+/// [`TagList::INLINE`] of them (one decision looks at a handful).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TagList {
+    inline: [u32; TagList::INLINE],
+    len: usize,
+    more: Vec<u32>,
+}
+
+impl TagList {
+    const INLINE: usize = 12;
+
+    pub(crate) fn add(&mut self, l: u32) {
+        if self.iter().any(|x| x == l) {
+            return;
+        }
+        if self.len < Self::INLINE {
+            self.inline[self.len] = l;
+            self.len += 1;
+        } else {
+            self.more.push(l);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.inline[..self.len]
+            .iter()
+            .chain(self.more.iter())
+            .copied()
     }
 }
 
@@ -265,12 +293,17 @@ mod tests {
         assert_eq!(l.serves(es_mx, es), Some(true));
         assert_eq!(l.serves(es_ar, es_mx), None);
         assert_eq!(l.serves(en, es), None);
-        let mut v = Vec::new();
+        let mut v = TagList::default();
         l.servers_of(es, &mut v);
-        assert_eq!(v, [es, es_mx, es_ar]);
-        v.clear();
+        assert_eq!(v.iter().collect::<Vec<_>>(), [es, es_mx, es_ar]);
+        let mut v = TagList::default();
         l.servers_of(es_mx, &mut v);
-        assert_eq!(v, [es_mx, es]);
+        assert_eq!(v.iter().collect::<Vec<_>>(), [es_mx, es]);
+        let mut many = TagList::default();
+        for i in (0..20).chain(0..20) {
+            many.add(i);
+        }
+        assert_eq!(many.iter().collect::<Vec<_>>(), (0..20).collect::<Vec<_>>());
     }
 
     #[test]
