@@ -115,6 +115,20 @@ impl Engine {
         self.sticky_fifo.push_back((self.now, customer.clone()));
     }
 
+    /// The SLA book of a (queue, channel), by id: the book's name lookup happens once.
+    fn sla_book(&mut self, queue: u32, channel: u32) -> u32 {
+        let key = (u64::from(queue) << 32) | u64::from(channel);
+        if let Some(&b) = self.sla_books.get(&key) {
+            return b;
+        }
+        let b = self.sla.book_id(
+            self.queue_names.name(queue),
+            self.channel_names.name(channel),
+        );
+        self.sla_books.insert(key, b);
+        b
+    }
+
     /// The id of a queue, resolving its settings the first time it is seen.
     pub(crate) fn queue_id(&mut self, name: &str) -> u32 {
         if let Some(q) = self.queue_names.get(name) {
@@ -242,7 +256,7 @@ impl Engine {
                 self.queue_id(&d)
             }
         };
-        let language = self.langs.intern(&e.language);
+        let (language, language_tag) = self.langs.spelled(&e.language);
         let required = self.skill_ids(&e.required_skills);
         let preferred = self.skill_ids(&e.preferred_skills);
         self.next_uid += 1;
@@ -253,7 +267,7 @@ impl Engine {
             customer: Arc::from(e.customer_id.as_str()),
             channel,
             language,
-            language_tag: e.language.as_str().into(),
+            language_tag,
             queue,
             required,
             preferred,
@@ -267,11 +281,8 @@ impl Engine {
         };
         let slot = self.contacts.insert(contact);
         self.contact_ids.insert(id, slot);
-        self.sla.on_queued(
-            self.now,
-            self.queue_names.name(queue),
-            self.channel_names.name(channel),
-        );
+        let book = self.sla_book(queue, channel);
+        self.sla.queued_in(self.now, book);
         self.set_relax_timers(slot);
         self.route_contact(slot, out);
         Ok(())
@@ -300,7 +311,7 @@ impl Engine {
             freed = self.withdraw(slot, self.words.updated.clone(), out);
         }
         self.dequeue(slot);
-        let language = e.language.as_deref().map(|l| self.langs.intern(l));
+        let language = e.language.as_deref().map(|l| self.langs.spelled(l));
         let required = e.required_skills.as_ref().map(|s| self.skill_ids(s));
         let preferred = e.preferred_skills.as_ref().map(|s| self.skill_ids(s));
         let Some(c) = self.contacts.get_mut(slot) else {
@@ -309,9 +320,9 @@ impl Engine {
         if let Some(p) = e.priority {
             c.priority = p;
         }
-        if let (Some(l), Some(tag)) = (language, &e.language) {
+        if let Some((l, tag)) = language {
             c.language = l;
-            c.language_tag = tag.as_str().into();
+            c.language_tag = tag;
         }
         if let Some(r) = required {
             c.required = r;
@@ -353,14 +364,9 @@ impl Engine {
             let wait = self.now.saturating_sub(c.arrival);
             let threshold = self.threshold(c.queue, c.channel);
             let short = self.channels[c.channel as usize].short_abandon;
-            self.sla.on_abandoned(
-                self.now,
-                self.queue_names.name(c.queue),
-                self.channel_names.name(c.channel),
-                wait,
-                threshold,
-                short,
-            );
+            let book = self.sla_book(c.queue, c.channel);
+            self.sla
+                .abandoned_in(self.now, book, wait, threshold, short);
         }
         if let Some(ai) = freed {
             self.serve_agent(ai, out);
@@ -402,12 +408,9 @@ impl Engine {
         };
         self.contact_ids.remove(&c.id);
         self.counts.in_service -= 1;
-        self.sla.on_completed(
-            self.now,
-            self.queue_names.name(c.queue),
-            self.channel_names.name(c.channel),
-            self.now.saturating_sub(answered_at),
-        );
+        let book = self.sla_book(c.queue, c.channel);
+        self.sla
+            .completed_in(self.now, book, self.now.saturating_sub(answered_at));
         self.touch_sticky(&c.customer, agent);
         let info = self.channels[c.channel as usize];
         if info.wrapup > 0 {
@@ -559,13 +562,8 @@ impl Engine {
         self.counts.offers_open -= 1;
         self.counts.in_service += 1;
         let threshold = self.threshold(queue, channel);
-        self.sla.on_answered(
-            now,
-            self.queue_names.name(queue),
-            self.channel_names.name(channel),
-            wait,
-            threshold,
-        );
+        let book = self.sla_book(queue, channel);
+        self.sla.answered_in(now, book, wait, threshold);
         self.touch_sticky(&customer, agent);
         Ok(())
     }

@@ -251,6 +251,9 @@ pub struct Engine {
     /// Rule and reason words of the outputs, shared.
     #[serde(skip)]
     words: tables::Words,
+    /// (queue id << 32 | channel id) → SLA book id; a cache, rebuilt as needed.
+    #[serde(skip)]
+    sla_books: FxHashMap<u64, u32>,
 }
 
 /// Running totals, so that `stats()` costs nothing.
@@ -292,6 +295,7 @@ impl Engine {
             counts: Counts::default(),
             sweep_pending: false,
             words: Default::default(),
+            sla_books: Default::default(),
         };
         e.set_policy(policy);
         e.sweep_pending = false;

@@ -53,8 +53,9 @@ impl Interner {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Languages {
     tags: Interner,
-    /// Spellings seen on the wire → canonical id, so `es-MX` and `es-mx` cost one lookup.
-    spellings: FxHashMap<String, u32>,
+    /// Spellings seen on the wire → canonical id and the spelling as a shared [`Name`], so
+    /// `es-MX` and `es-mx` cost one lookup and a contact keeps its tag without a copy.
+    spellings: FxHashMap<String, (u32, Name)>,
     primary: Vec<u32>,
     /// Primary id → the regional tags seen under it (`es` → `es-mx`, `es-ar`).
     variants: Vec<Vec<u32>>,
@@ -62,8 +63,13 @@ pub(crate) struct Languages {
 
 impl Languages {
     pub(crate) fn intern(&mut self, tag: &str) -> u32 {
-        if let Some(id) = self.spellings.get(tag) {
-            return *id;
+        self.spelled(tag).0
+    }
+
+    /// The id of `tag`, and `tag` itself as a shared name.
+    pub(crate) fn spelled(&mut self, tag: &str) -> (u32, Name) {
+        if let Some((id, name)) = self.spellings.get(tag) {
+            return (*id, name.clone());
         }
         let canon = tag.trim().replace('_', "-").to_ascii_lowercase();
         let id = match self.tags.get(&canon) {
@@ -90,8 +96,9 @@ impl Languages {
                 id
             }
         };
-        self.spellings.insert(tag.to_string(), id);
-        id
+        let name = Name::from(tag);
+        self.spellings.insert(tag.to_string(), (id, name.clone()));
+        (id, name)
     }
 
     pub(crate) fn primary(&self, id: u32) -> u32 {
