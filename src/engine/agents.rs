@@ -41,11 +41,6 @@ pub(crate) struct Agent {
     /// Pool memberships and the keys they were filed under, to remove them exactly.
     pub(crate) filed: Vec<(u32, u32)>,
     pub(crate) filed_keys: (IdleKey, LoadKey),
-    /// Stamp of the agent's entries in the pools' `idle` queues while it is filed without work;
-    /// 0 otherwise. Entries with another stamp are dead.
-    pub(crate) idle_stamp: u64,
-    /// Stamp of the agent's entries in the pools' `order` queues while it is filed; 0 otherwise.
-    pub(crate) order_stamp: u64,
 }
 
 /// A wrap-up slot: the contact is completed but the agent's slot stays busy.
@@ -91,8 +86,6 @@ impl Agent {
             wrapups: Vec::new(),
             filed: Vec::new(),
             filed_keys: (0, 0),
-            idle_stamp: 0,
-            order_stamp: 0,
         }
     }
 
@@ -170,6 +163,17 @@ impl Agent {
     }
 }
 
+/// An agent's stamps in the pools' lazy queues, kept apart from the agents in one dense array
+/// (16 bytes an agent), so that checking whether an entry is live does not touch the agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stamps {
+    /// Of the agent's entries in the `idle` queues while it is filed without work; 0 otherwise.
+    /// Entries with another stamp are dead.
+    pub(crate) idle: u64,
+    /// Of the agent's entries in the `order` queues while it is filed; 0 otherwise.
+    pub(crate) order: u64,
+}
+
 /// One entry of a pool's lazy orders: (idle since, agent index, stamp). The entry is live while
 /// the agent's stamp for that order is still the entry's.
 pub(crate) type IdleEntry = (Millis, u32, u64);
@@ -206,9 +210,9 @@ impl Lazy {
     }
 
     /// One live entry died (its agent's stamp already moved on).
-    fn leave(&mut self, agents: &[Agent], stamp: fn(&Agent) -> u64) {
+    fn leave(&mut self, stamps: &[Stamps], stamp: fn(&Stamps) -> u64) {
         self.live -= 1;
-        let dead = |e: &IdleEntry| stamp(&agents[e.1 as usize]) != e.2;
+        let dead = |e: &IdleEntry| stamp(&stamps[e.1 as usize]) != e.2;
         while self.q.front().is_some_and(dead) {
             self.q.pop_front();
         }
@@ -219,12 +223,12 @@ impl Lazy {
 
     fn live_entries<'a>(
         &'a self,
-        agents: &'a [Agent],
-        stamp: fn(&Agent) -> u64,
+        stamps: &'a [Stamps],
+        stamp: fn(&Stamps) -> u64,
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
         self.q
             .iter()
-            .filter(move |e| stamp(&agents[e.1 as usize]) == e.2)
+            .filter(move |e| stamp(&stamps[e.1 as usize]) == e.2)
     }
 
     fn holds(&self, entry: IdleEntry) -> bool {
@@ -232,12 +236,12 @@ impl Lazy {
     }
 }
 
-fn idle_stamp(a: &Agent) -> u64 {
-    a.idle_stamp
+fn idle_stamp(s: &Stamps) -> u64 {
+    s.idle
 }
 
-fn order_stamp(a: &Agent) -> u64 {
-    a.order_stamp
+fn order_stamp(s: &Stamps) -> u64 {
+    s.order
 }
 
 /// Available agents who have a skill (any level) and speak a language (exact tag), in the orders
@@ -275,19 +279,21 @@ impl Pool {
     /// The pool in `longest_idle` order (agents without work first, then by idle time, then
     /// index), as idle keys. With `idle_only`, only the agents without work (all that an
     /// exclusive channel can use).
+    /// `stamps` are [`Pools::stamps`].
     pub(crate) fn by_idle<'a>(
         &'a self,
-        agents: &'a [Agent],
+        stamps: &'a [Stamps],
         idle_only: bool,
     ) -> impl Iterator<Item = IdleKey> + 'a {
+        // A filed agent without a live idle entry has work.
         let busy = (!idle_only).then(|| {
             self.order
-                .live_entries(agents, order_stamp)
-                .filter(|e| agents[e.1 as usize].load > 0)
+                .live_entries(stamps, order_stamp)
+                .filter(|e| stamps[e.1 as usize].idle == 0)
                 .map(|&(t, i, _)| pack(1, t, i))
         });
         self.idle
-            .live_entries(agents, idle_stamp)
+            .live_entries(stamps, idle_stamp)
             .map(|&(t, i, _)| pack(0, t, i))
             .chain(busy.into_iter().flatten())
     }
@@ -296,10 +302,10 @@ impl Pool {
     /// keys, since they come first in `least_occupied` order with load 0.
     pub(crate) fn idle_keys<'a>(
         &'a self,
-        agents: &'a [Agent],
+        stamps: &'a [Stamps],
     ) -> impl Iterator<Item = IdleKey> + 'a {
         self.idle
-            .live_entries(agents, idle_stamp)
+            .live_entries(stamps, idle_stamp)
             .map(|&(t, i, _)| pack(0, t, i))
     }
 
@@ -320,23 +326,23 @@ impl Pool {
     }
 
     /// Whether agent `idx` is in the pool's idle orders under its current stamps (for the audit).
-    pub(crate) fn holds(&self, idx: u32, agents: &[Agent]) -> bool {
-        let a = &agents[idx as usize];
-        let since = since_of(a.filed_keys.0);
-        a.order_stamp != 0
-            && self.order.holds((since, idx, a.order_stamp))
-            && (a.idle_stamp == 0 || self.idle.holds((since, idx, a.idle_stamp)))
+    pub(crate) fn holds(&self, idx: u32, agent: &Agent, stamps: &[Stamps]) -> bool {
+        let s = stamps.get(idx as usize).copied().unwrap_or_default();
+        let since = since_of(agent.filed_keys.0);
+        s.order != 0
+            && self.order.holds((since, idx, s.order))
+            && (s.idle == 0 || self.idle.holds((since, idx, s.idle)))
     }
 
     /// Live entries counted the slow way and as kept, for both queues (for the audit).
-    pub(crate) fn live_counted(&self, agents: &[Agent]) -> [(usize, usize); 2] {
+    pub(crate) fn live_counted(&self, stamps: &[Stamps]) -> [(usize, usize); 2] {
         [
             (
-                self.idle.live_entries(agents, idle_stamp).count(),
+                self.idle.live_entries(stamps, idle_stamp).count(),
                 self.idle.live,
             ),
             (
-                self.order.live_entries(agents, order_stamp).count(),
+                self.order.live_entries(stamps, order_stamp).count(),
                 self.order.live,
             ),
         ]
@@ -348,8 +354,10 @@ impl Pool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
+    /// By agent index.
+    stamps: Vec<Stamps>,
     /// Last stamp handed out (0 = none).
-    stamps: u64,
+    last_stamp: u64,
 }
 
 impl Pools {
@@ -375,8 +383,21 @@ impl Pools {
     }
 
     fn stamp(&mut self) -> u64 {
-        self.stamps += 1;
-        self.stamps
+        self.last_stamp += 1;
+        self.last_stamp
+    }
+
+    /// Every agent's stamps, by agent index (agents never filed may be missing at the end).
+    pub(crate) fn stamps(&self) -> &[Stamps] {
+        &self.stamps
+    }
+
+    fn stamps_mut(&mut self, idx: u32) -> &mut Stamps {
+        let i = idx as usize;
+        if self.stamps.len() <= i {
+            self.stamps.resize(i + 1, Stamps::default());
+        }
+        &mut self.stamps[i]
     }
 
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
@@ -405,9 +426,9 @@ impl Pools {
                     filed.push((slot, l));
                 }
             }
-            self.enter_order(idx, &filed, keys.0, agents);
+            self.enter_order(idx, &filed, keys.0);
             if is_idle(keys.0) {
-                self.enter_idle(idx, &filed, keys.0, agents);
+                self.enter_idle(idx, &filed, keys.0);
             }
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
@@ -429,14 +450,14 @@ impl Pools {
             let moved = since_of(old_idle) != since_of(keys.0);
             let (was_idle, now_idle) = (is_idle(old_idle), is_idle(keys.0));
             if was_idle && (moved || !now_idle) {
-                self.leave_idle(idx, &filed, agents);
+                self.leave_idle(idx, &filed);
             }
             if moved {
-                self.leave_order(idx, &filed, agents);
-                self.enter_order(idx, &filed, keys.0, agents);
+                self.leave_order(idx, &filed);
+                self.enter_order(idx, &filed, keys.0);
             }
             if now_idle && (moved || !was_idle) {
-                self.enter_idle(idx, &filed, keys.0, agents);
+                self.enter_idle(idx, &filed, keys.0);
             }
         }
         if old_load != keys.1 {
@@ -460,10 +481,10 @@ impl Pools {
         let (old_idle, old_load) = agents[idx as usize].filed_keys;
         let mut filed = std::mem::take(&mut agents[idx as usize].filed);
         if !filed.is_empty() {
-            if agents[idx as usize].idle_stamp != 0 {
-                self.leave_idle(idx, &filed, agents);
+            if self.stamps_mut(idx).idle != 0 {
+                self.leave_idle(idx, &filed);
             }
-            self.leave_order(idx, &filed, agents);
+            self.leave_order(idx, &filed);
         }
         for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
             let pool = self.get_mut(c, p);
@@ -476,18 +497,18 @@ impl Pools {
         agents[idx as usize].filed = filed;
     }
 
-    fn enter_idle(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey, agents: &mut [Agent]) {
+    fn enter_idle(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
         let stamp = self.stamp();
-        agents[idx as usize].idle_stamp = stamp;
+        self.stamps_mut(idx).idle = stamp;
         let entry = (since_of(key), idx, stamp);
         for &(c, p) in filed {
             self.get_mut(c, p).idle.enter(entry);
         }
     }
 
-    fn enter_order(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey, agents: &mut [Agent]) {
+    fn enter_order(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
         let stamp = self.stamp();
-        agents[idx as usize].order_stamp = stamp;
+        self.stamps_mut(idx).order = stamp;
         let entry = (since_of(key), idx, stamp);
         for &(c, p) in filed {
             self.get_mut(c, p).order.enter(entry);
@@ -495,22 +516,22 @@ impl Pools {
     }
 
     /// The agent's idle entries die (`filed` are its pools, which exist).
-    fn leave_idle(&mut self, idx: u32, filed: &[(u32, u32)], agents: &mut [Agent]) {
-        agents[idx as usize].idle_stamp = 0;
+    fn leave_idle(&mut self, idx: u32, filed: &[(u32, u32)]) {
+        self.stamps_mut(idx).idle = 0;
         for &(c, p) in filed {
             self.pools[c as usize][p as usize]
                 .idle
-                .leave(agents, idle_stamp);
+                .leave(&self.stamps, idle_stamp);
         }
     }
 
     /// The agent's order entries die.
-    fn leave_order(&mut self, idx: u32, filed: &[(u32, u32)], agents: &mut [Agent]) {
-        agents[idx as usize].order_stamp = 0;
+    fn leave_order(&mut self, idx: u32, filed: &[(u32, u32)]) {
+        self.stamps_mut(idx).order = 0;
         for &(c, p) in filed {
             self.pools[c as usize][p as usize]
                 .order
-                .leave(agents, order_stamp);
+                .leave(&self.stamps, order_stamp);
         }
     }
 }

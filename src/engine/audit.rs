@@ -97,8 +97,9 @@ impl Engine {
             {
                 return Err(format!("agent {name} not filed as its state says"));
             }
-            if (!a.filed.is_empty() && a.load == 0) != (a.idle_stamp != 0)
-                || a.filed.is_empty() != (a.order_stamp == 0)
+            let stamps = self.pools.stamps().get(ai).copied().unwrap_or_default();
+            if (!a.filed.is_empty() && a.load == 0) != (stamps.idle != 0)
+                || a.filed.is_empty() != (stamps.order == 0)
             {
                 return Err(format!("agent {name}: idle stamps out of step"));
             }
@@ -107,7 +108,7 @@ impl Engine {
                 let ordered = c != 0
                     || (pool.by_index.contains(&(ai as u32))
                         && (a.load == 0 || pool.holds_load(a.load_key(ai as u32))));
-                if !ordered || !pool.holds(ai as u32, &self.agents) {
+                if !ordered || !pool.holds(ai as u32, a, self.pools.stamps()) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
                 if c > 0 && a.level(c - 1) == 0 {
@@ -128,7 +129,7 @@ impl Engine {
                 let Some(p) = self.pools.get(c, l) else {
                     continue;
                 };
-                let [idle, order] = p.live_counted(&self.agents);
+                let [idle, order] = p.live_counted(self.pools.stamps());
                 let (all, loaded) = if c == 0 {
                     (p.len(), order.1.saturating_sub(idle.1))
                 } else {

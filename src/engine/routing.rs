@@ -171,7 +171,7 @@ impl Engine {
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
                 for pool in pools {
-                    for key in pool.by_idle(&self.agents, idle_only) {
+                    for key in pool.by_idle(self.pools.stamps(), idle_only) {
                         if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
@@ -188,7 +188,10 @@ impl Engine {
                 // their idle keys), then agents with work from the every-agent load order.
                 let mut best: Option<(LoadKey, Match)> = None;
                 for l in langs.iter() {
-                    let idle = self.pools.get(slot, l).map(|p| p.idle_keys(&self.agents));
+                    let idle = self
+                        .pools
+                        .get(slot, l)
+                        .map(|p| p.idle_keys(self.pools.stamps()));
                     let loaded = self
                         .pools
                         .get(0, l)
@@ -217,7 +220,7 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in pool.by_idle(&self.agents, idle_only) {
+                    for key in pool.by_idle(self.pools.stamps(), idle_only) {
                         let ai = agent_of(key);
                         if let Some(m) = self.eligible(ai, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
