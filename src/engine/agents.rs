@@ -172,6 +172,22 @@ pub(crate) struct Stamps {
     pub(crate) idle: u64,
     /// Of the agent's entries in the `order` queues while it is filed; 0 otherwise.
     pub(crate) order: u64,
+    /// Bit `c` set when the agent can take one more contact of channel `c` (channels 0–63), as
+    /// of its last change: lets a search pass over agents without room on the contact's channel
+    /// without touching them.
+    pub(crate) takes: u64,
+}
+
+impl Agent {
+    /// The [`Stamps::takes`] mask: channels (below 64) on which one more contact fits now.
+    pub(crate) fn takes_mask(&self, channels: &[ChannelInfo]) -> u64 {
+        channels
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|&(c, info)| self.can_take(c as u32, info))
+            .fold(0, |m, (c, _)| m | (1 << c))
+    }
 }
 
 /// One entry of a pool's lazy orders: (idle since, agent index, stamp). The entry is live while
@@ -390,6 +406,21 @@ impl Pools {
     /// Every agent's stamps, by agent index (agents never filed may be missing at the end).
     pub(crate) fn stamps(&self) -> &[Stamps] {
         &self.stamps
+    }
+
+    /// Records what agent `idx` can take now (after any change to its load, capacity or state).
+    pub(crate) fn set_takes(&mut self, idx: u32, takes: u64) {
+        self.stamps_mut(idx).takes = takes;
+    }
+
+    /// False only when agent `idx` surely cannot take a contact of `channel` now; a quick
+    /// filter in front of the full eligibility check.
+    pub(crate) fn may_take(&self, idx: u32, channel: u32) -> bool {
+        channel >= 64
+            || self
+                .stamps
+                .get(idx as usize)
+                .is_none_or(|s| s.takes >> channel & 1 == 1)
     }
 
     fn stamps_mut(&mut self, idx: u32) -> &mut Stamps {

@@ -98,6 +98,9 @@ impl Engine {
                 return Err(format!("agent {name} not filed as its state says"));
             }
             let stamps = self.pools.stamps().get(ai).copied().unwrap_or_default();
+            if self.pools.stamps().len() > ai && stamps.takes != a.takes_mask(&self.channels) {
+                return Err(format!("agent {name}: channel mask out of step"));
+            }
             if (!a.filed.is_empty() && a.load == 0) != (stamps.idle != 0)
                 || a.filed.is_empty() != (stamps.order == 0)
             {

@@ -85,6 +85,7 @@ impl Engine {
     pub(crate) fn agent_changed(&mut self, ai: u32) {
         self.pools.refile(ai, &mut self.agents);
         let a = &self.agents[ai as usize];
+        self.pools.set_takes(ai, a.takes_mask(&self.channels));
         self.sla.on_agent(
             self.now,
             ai,

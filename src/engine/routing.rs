@@ -175,6 +175,9 @@ impl Engine {
                         if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
+                        if !self.pools.may_take(agent_of(key), c.channel) {
+                            continue;
+                        }
                         if let Some(m) = self.eligible(agent_of(key), c, r) {
                             best = Some((key, m));
                             break;
@@ -205,6 +208,9 @@ impl Engine {
                         if best.as_ref().is_some_and(|b| b.0 <= key) {
                             break;
                         }
+                        if !self.pools.may_take(agent_of(key), c.channel) {
+                            continue;
+                        }
                         if let Some(m) = self.eligible(agent_of(key), c, r) {
                             best = Some((key, m));
                             break;
@@ -222,6 +228,9 @@ impl Engine {
                 'pools: for pool in pools {
                     for key in pool.by_idle(self.pools.stamps(), idle_only) {
                         let ai = agent_of(key);
+                        if !self.pools.may_take(ai, c.channel) {
+                            continue;
+                        }
                         if let Some(m) = self.eligible(ai, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
@@ -249,6 +258,9 @@ impl Engine {
                         let rank = (ai < cursor, ai);
                         if best.as_ref().is_some_and(|b| b.0 <= rank) {
                             break;
+                        }
+                        if !self.pools.may_take(ai, c.channel) {
+                            continue;
                         }
                         if let Some(m) = self.eligible(ai, c, r) {
                             best = Some((rank, m));
