@@ -206,11 +206,22 @@ fn since_of(key: IdleKey) -> Millis {
 /// A sorted queue of entries that are never searched for: an entry dies when its agent's stamp
 /// moves on, and dead entries are dropped from the front or by an occasional compaction. New
 /// entries carry the current time, so they nearly always join at the back.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Lazy {
     q: VecDeque<IdleEntry>,
     /// Live entries in `q`.
     live: usize,
+}
+
+/// A clone keeps the room the queue has grown to. A derived clone would be exactly full, and its
+/// first push would copy the whole queue — for the every-agent pools of a large domain, tens of
+/// thousands of entries each — which is not the steady state of the engine that was cloned.
+impl Clone for Lazy {
+    fn clone(&self) -> Self {
+        let mut q = VecDeque::with_capacity(self.q.capacity());
+        q.extend(self.q.iter().copied());
+        Lazy { q, live: self.live }
+    }
 }
 
 impl Lazy {
