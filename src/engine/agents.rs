@@ -243,7 +243,8 @@ impl Lazy {
         while self.q.front().is_some_and(dead) {
             self.q.pop_front();
         }
-        if self.q.len() > 2 * self.live + 16 {
+        // Dead entries cost every search that passes them: compact once they are a third.
+        if 2 * self.q.len() > 3 * self.live + 32 {
             self.q.retain(|e| !dead(e));
         }
     }
@@ -334,6 +335,18 @@ impl Pool {
         self.idle
             .live_entries(stamps, idle_stamp)
             .map(|&(t, i, _)| pack(0, t, i))
+    }
+
+    /// The agents with work in `longest_idle` order (by idle time, then index), as idle keys.
+    pub(crate) fn busy_keys<'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+    ) -> impl Iterator<Item = IdleKey> + 'a {
+        // A filed agent without a live idle entry has work.
+        self.order
+            .live_entries(stamps, order_stamp)
+            .filter(|e| stamps[e.1 as usize].idle == 0)
+            .map(|&(t, i, _)| pack(1, t, i))
     }
 
     /// The agents with work in `least_occupied` order (lowest load, then longest idle, then

@@ -13,6 +13,22 @@ use super::timers::Timer;
 use super::{AgentAway, Engine, Name, Offer, OfferWithdrawn, Output, SkillLevels, Strategy, Why};
 use crate::event::AgentState;
 
+/// One of two iterators of the same item (the two phases of a search).
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(a) => a.next(),
+            Either::Right(b) => b.next(),
+        }
+    }
+}
+
 /// How many eligible agents `best_skill_match` compares at most (the longest idle ones).
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
 
@@ -168,52 +184,70 @@ impl Engine {
         // An exclusive channel (voice) needs an agent without work: the search stops there.
         let idle_only = self.channels[c.channel as usize].exclusive;
         let found = match self.queues[c.queue as usize].strategy {
+            // Agents without work come before agents with work in both orders below: the
+            // search looks at the agents without work of every language pool first, and at the
+            // others only when none of them is eligible.
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
-                for pool in pools {
-                    for key in pool.by_idle(self.pools.stamps(), idle_only) {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) {
-                            break;
-                        }
-                        if !self.pools.may_take(agent_of(key), c.channel) {
-                            continue;
-                        }
-                        if let Some(m) = self.eligible(agent_of(key), c, r) {
-                            best = Some((key, m));
-                            break;
+                let stamps = self.pools.stamps();
+                for busy in [false, true] {
+                    if busy && (best.is_some() || idle_only) {
+                        break;
+                    }
+                    for pool in langs.iter().filter_map(|l| self.pools.get(slot, l)) {
+                        let keys = if busy {
+                            Either::Right(pool.busy_keys(stamps))
+                        } else {
+                            Either::Left(pool.idle_keys(stamps))
+                        };
+                        for key in keys {
+                            if best.as_ref().is_some_and(|b| b.0 <= key) {
+                                break;
+                            }
+                            if !self.pools.may_take(agent_of(key), c.channel) {
+                                continue;
+                            }
+                            if let Some(m) = self.eligible(agent_of(key), c, r) {
+                                best = Some((key, m));
+                                break;
+                            }
                         }
                     }
                 }
                 best.map(|(k, m)| (agent_of(k), m))
             }
             Strategy::LeastOccupied => {
-                // Agents without work first, from the narrow skill pool (their load keys are
-                // their idle keys), then agents with work from the every-agent load order.
+                // Agents without work from the narrow skill pool (their load keys are their idle
+                // keys), then agents with work from the every-agent load order.
                 let mut best: Option<(LoadKey, Match)> = None;
-                for l in langs.iter() {
-                    let idle = self
-                        .pools
-                        .get(slot, l)
-                        .map(|p| p.idle_keys(self.pools.stamps()));
-                    let loaded = self
-                        .pools
-                        .get(0, l)
-                        .filter(|_| !idle_only)
-                        .map(|p| p.loaded_keys());
-                    let order = idle
-                        .into_iter()
-                        .flatten()
-                        .chain(loaded.into_iter().flatten());
-                    for key in order {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) {
-                            break;
-                        }
-                        if !self.pools.may_take(agent_of(key), c.channel) {
-                            continue;
-                        }
-                        if let Some(m) = self.eligible(agent_of(key), c, r) {
-                            best = Some((key, m));
-                            break;
+                let stamps = self.pools.stamps();
+                for loaded in [false, true] {
+                    if loaded && (best.is_some() || idle_only) {
+                        break;
+                    }
+                    for l in langs.iter() {
+                        let keys = if loaded {
+                            let Some(p) = self.pools.get(0, l) else {
+                                continue;
+                            };
+                            Either::Right(p.loaded_keys())
+                        } else {
+                            let Some(p) = self.pools.get(slot, l) else {
+                                continue;
+                            };
+                            Either::Left(p.idle_keys(stamps))
+                        };
+                        for key in keys {
+                            if best.as_ref().is_some_and(|b| b.0 <= key) {
+                                break;
+                            }
+                            if !self.pools.may_take(agent_of(key), c.channel) {
+                                continue;
+                            }
+                            if let Some(m) = self.eligible(agent_of(key), c, r) {
+                                best = Some((key, m));
+                                break;
+                            }
                         }
                     }
                 }
