@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::recovery;
 
 /// Snapshot format version; a snapshot of another version is not loaded. 3: the engine's pools
-/// keep two lazy idle queues per pool and agents an order stamp; timers are a heap.
+/// keep two lazy idle queues per pool, timers are a heap, SLA books are kept by id.
 const STATE_FORMAT: u32 = 3;
 
 /// One input record as the partition sees it.

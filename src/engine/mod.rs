@@ -208,7 +208,7 @@ pub struct EngineStats {
 ///
 /// Layout of the state (each part in its own module):
 /// - `tables`: interned names and the policy resolved to dense tables;
-/// - `agents`: agents, their load, and the pools of available agents per (channel, language);
+/// - `agents`: agents, their load, and the pools of available agents per (skill, language);
 /// - `contacts`: live contacts and the waiting lines per (queue, channel);
 /// - `timers`: offer expiry, wrap-up end, relaxation steps;
 /// - `routing`: eligibility and the choice of agent or contact, offers;
