@@ -210,11 +210,11 @@ impl Driver {
         for o in out {
             match o {
                 Output::Offer(o) => {
-                    self.offered.insert(o.contact_id.clone());
+                    self.offered.insert(o.contact_id.to_string());
                     self.offers.push((
                         o.assignment_id.clone(),
-                        o.agent_id.clone(),
-                        o.contact_id.clone(),
+                        o.agent_id.to_string(),
+                        o.contact_id.to_string(),
                     ))
                 }
                 Output::OfferWithdrawn(w) => {

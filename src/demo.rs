@@ -299,25 +299,25 @@ impl Workload {
             Output::Offer(offer) => {
                 *self
                     .channel_offers
-                    .entry(offer.channel.clone())
+                    .entry(offer.channel.to_string())
                     .or_default() += 1;
                 if offer.attempt > 1 {
                     self.reoffers += 1;
                 }
-                let key = (offer.tenant.clone(), offer.contact_id.clone());
+                let key = (offer.tenant.to_string(), offer.contact_id.to_string());
                 if let Some(c) = self.contacts.get(&key) {
                     let row = self
                         .rows
-                        .entry((offer.tenant.clone(), c.queue.clone()))
+                        .entry((offer.tenant.to_string(), c.queue.clone()))
                         .or_default();
                     row.offers += 1;
                 }
                 let roll = self.rng.unit();
                 let (tenant, assignment, agent, contact) = (
-                    offer.tenant,
+                    String::from(offer.tenant),
                     offer.assignment_id,
-                    offer.agent_id,
-                    offer.contact_id,
+                    String::from(offer.agent_id),
+                    String::from(offer.contact_id),
                 );
                 if roll < 0.86 {
                     let at = Instant::now() + self.rng.between(0.2, 2.0);

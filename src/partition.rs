@@ -18,7 +18,9 @@ use crate::event::{self, DecodeError, Millis};
 use crate::metrics;
 use crate::recovery;
 
-/// Snapshot format version; a snapshot of another version is not loaded.
+/// Snapshot format version; a snapshot of another version is not loaded. 3: the engine's pools
+/// keep two lazy idle queues per pool, timers are a heap, SLA books are kept by id, and a
+/// contact's rarely set fields sit behind one box.
 const STATE_FORMAT: u32 = 3;
 
 /// One input record as the partition sees it.
@@ -100,8 +102,8 @@ pub enum Admit {
 }
 
 struct OpenOffer {
-    queue: String,
-    channel: String,
+    queue: crate::engine::Name,
+    channel: crate::engine::Name,
     offered_at: Millis,
     wait_ms: u64,
 }
@@ -348,7 +350,7 @@ impl Partition {
             match o {
                 Output::Offer(x) => {
                     self.open_offers.insert(
-                        (x.tenant.clone(), x.assignment_id.clone()),
+                        (x.tenant.to_string(), x.assignment_id.clone()),
                         OpenOffer {
                             queue: x.queue.clone(),
                             channel: x.channel.clone(),
@@ -359,7 +361,7 @@ impl Partition {
                 }
                 Output::OfferWithdrawn(x) => {
                     self.open_offers
-                        .remove(&(x.tenant.clone(), x.assignment_id.clone()));
+                        .remove(&(x.tenant.to_string(), x.assignment_id.clone()));
                 }
                 Output::AgentAway(_) => {}
             }

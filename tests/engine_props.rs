@@ -142,25 +142,27 @@ impl Model {
     fn check_offer(&self, o: &omniroute::engine::Offer) -> Result<(), String> {
         let c = self
             .contacts
-            .get(&o.contact_id)
+            .get(o.contact_id.as_str())
             .ok_or("offer for unknown contact")?;
         let p = self
             .profiles
-            .get(&o.agent_id)
+            .get(o.agent_id.as_str())
             .ok_or("offer to unknown agent")?;
-        if !self.available.contains(&o.agent_id) {
+        if !self.available.contains(o.agent_id.as_str()) {
             return Err(format!(
                 "{} offered to unavailable {}",
                 o.contact_id, o.agent_id
             ));
         }
-        if self.open.contains_key(&o.contact_id) || self.in_service.contains(&o.contact_id) {
+        if self.open.contains_key(o.contact_id.as_str())
+            || self.in_service.contains(o.contact_id.as_str())
+        {
             return Err(format!("{} offered twice at once", o.contact_id));
         }
         if self
             .missed_by
-            .get(&o.contact_id)
-            .is_some_and(|m| m.contains(&o.agent_id))
+            .get(o.contact_id.as_str())
+            .is_some_and(|m| m.contains(o.agent_id.as_str()))
         {
             return Err(format!(
                 "{} offered again to {} who missed it",
@@ -217,24 +219,24 @@ impl Model {
                 Output::Offer(o) => {
                     self.check_offer(o)?;
                     self.open.insert(
-                        o.contact_id.clone(),
-                        (o.assignment_id.clone(), o.agent_id.clone()),
+                        o.contact_id.to_string(),
+                        (o.assignment_id.clone(), o.agent_id.to_string()),
                     );
                 }
                 Output::OfferWithdrawn(w) => {
-                    let open = self.open.remove(&w.contact_id);
+                    let open = self.open.remove(w.contact_id.as_str());
                     if open.as_ref().map(|o| &o.0) != Some(&w.assignment_id) {
                         return Err(format!("withdrawn {} was not open", w.assignment_id));
                     }
                     if w.reason == "rejected" || w.reason == "timeout" {
                         self.missed_by
-                            .entry(w.contact_id.clone())
+                            .entry(w.contact_id.to_string())
                             .or_default()
-                            .insert(w.agent_id.clone());
+                            .insert(w.agent_id.to_string());
                     }
                 }
                 Output::AgentAway(a) => {
-                    self.available.remove(&a.agent_id);
+                    self.available.remove(a.agent_id.as_str());
                 }
             }
         }

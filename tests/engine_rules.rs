@@ -115,7 +115,7 @@ fn only_offer(out: &[Output]) -> Offer {
 fn withdrawn(out: &[Output]) -> Vec<(String, String)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::OfferWithdrawn(w) => Some((w.assignment_id.clone(), w.reason.clone())),
+            Output::OfferWithdrawn(w) => Some((w.assignment_id.clone(), w.reason.to_string())),
             _ => None,
         })
         .collect()

@@ -517,12 +517,12 @@ fn capacity_violations(policy: &Policy, input: &[Rec], outputs: &[(i64, Output)]
         for o in mine.into_iter().flatten() {
             match o {
                 Output::Offer(x) => {
-                    let key = (x.tenant.clone(), x.agent_id.clone());
+                    let key = (x.tenant.to_string(), x.agent_id.to_string());
                     let l = load.entry(key).or_default();
-                    *l.by_channel.entry(x.channel.clone()).or_default() += 1;
+                    *l.by_channel.entry(x.channel.to_string()).or_default() += 1;
                     holding.insert(
-                        (x.tenant.clone(), x.contact_id.clone()),
-                        (x.agent_id.clone(), x.channel.clone()),
+                        (x.tenant.to_string(), x.contact_id.to_string()),
+                        (x.agent_id.to_string(), x.channel.to_string()),
                     );
                     let mut total = 0.0;
                     let mut exclusive = false;
@@ -787,7 +787,7 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
         let should: HashSet<(String, String)> = expected
             .iter()
             .filter_map(|b| match serde_json::from_slice(b) {
-                Ok(Output::Offer(x)) => Some((x.tenant, x.contact_id)),
+                Ok(Output::Offer(x)) => Some((x.tenant.into(), x.contact_id.into())),
                 _ => None,
             })
             .collect();
@@ -810,10 +810,10 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
             match o {
                 Output::Offer(x) => {
                     offered += 1;
-                    if !offer_ids.insert((x.tenant.clone(), x.assignment_id.clone())) {
+                    if !offer_ids.insert((x.tenant.to_string(), x.assignment_id.clone())) {
                         duplicates += 1;
                     }
-                    let k = (x.tenant.clone(), x.contact_id.clone());
+                    let k = (x.tenant.to_string(), x.contact_id.to_string());
                     if let Some(prev) = open.insert(k.clone(), x.assignment_id.clone()) {
                         violations.push(format!(
                             "{k:?} offered as {} while {prev} stood",
@@ -823,7 +823,7 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
                     got_offer.insert(k);
                 }
                 Output::OfferWithdrawn(w) => {
-                    open.remove(&(w.tenant.clone(), w.contact_id.clone()));
+                    open.remove(&(w.tenant.to_string(), w.contact_id.to_string()));
                 }
                 Output::AgentAway(_) => {}
             }
@@ -840,9 +840,11 @@ fn chaos_sigkills_lose_nothing_and_repeat_nothing() {
                 continue;
             };
             match &e.body {
-                Body::ContactCreated(x) => contacts.push((e.tenant.clone(), x.contact_id.clone())),
+                Body::ContactCreated(x) => {
+                    contacts.push((e.tenant.clone(), x.contact_id.to_string()))
+                }
                 Body::ContactAbandoned(x) => {
-                    abandoned.insert((e.tenant.clone(), x.contact_id.clone()));
+                    abandoned.insert((e.tenant.clone(), x.contact_id.to_string()));
                 }
                 _ => {}
             }

@@ -41,9 +41,6 @@ pub(crate) struct Agent {
     /// Pool memberships and the keys they were filed under, to remove them exactly.
     pub(crate) filed: Vec<(u32, u32)>,
     pub(crate) filed_keys: (IdleKey, LoadKey),
-    /// Stamp of the agent's entries in the pools' idle orders while it is filed without work;
-    /// 0 otherwise. Entries with another stamp are dead.
-    pub(crate) idle_stamp: u64,
 }
 
 /// A wrap-up slot: the contact is completed but the agent's slot stays busy.
@@ -89,7 +86,6 @@ impl Agent {
             wrapups: Vec::new(),
             filed: Vec::new(),
             filed_keys: (0, 0),
-            idle_stamp: 0,
         }
     }
 
@@ -116,14 +112,6 @@ impl Agent {
             && self.exclusive == 0
             && self.load + info.units <= FULL_LOAD
             && (!info.exclusive || self.load == 0)
-    }
-
-    /// Room for at least one more contact on some channel.
-    pub(crate) fn has_room(&self, channels: &[ChannelInfo]) -> bool {
-        channels
-            .iter()
-            .enumerate()
-            .any(|(c, info)| self.can_take(c as u32, info))
     }
 
     pub(crate) fn serves_queue(&self, queue: u32) -> bool {
@@ -175,93 +163,230 @@ impl Agent {
     }
 }
 
-/// One entry of a pool's idle order: (idle since, agent index, stamp of the idle stint).
+/// An agent's stamps in the pools' lazy queues, kept apart from the agents in one dense array
+/// (16 bytes an agent), so that checking whether an entry is live does not touch the agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stamps {
+    /// Of the agent's entries in the `idle` queues while it is filed without work; 0 otherwise.
+    /// Entries with another stamp are dead.
+    pub(crate) idle: u64,
+    /// Of the agent's entries in the `order` queues while it is filed; 0 otherwise.
+    pub(crate) order: u64,
+    /// Bit `c` set when the agent can take one more contact of channel `c` (channels 0–63), as
+    /// of its last change: lets a search pass over agents without room on the contact's channel
+    /// without touching them.
+    pub(crate) takes: u64,
+}
+
+impl Agent {
+    /// The [`Stamps::takes`] mask: channels (below 64) on which one more contact fits now.
+    pub(crate) fn takes_mask(&self, channels: &[ChannelInfo]) -> u64 {
+        channels
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|&(c, info)| self.can_take(c as u32, info))
+            .fold(0, |m, (c, _)| m | (1 << c))
+    }
+}
+
+/// One entry of a pool's lazy orders: (idle since, agent index, stamp). The entry is live while
+/// the agent's stamp for that order is still the entry's.
 pub(crate) type IdleEntry = (Millis, u32, u64);
 
 fn is_idle(key: IdleKey) -> bool {
     key >> 96 == 0
 }
 
-/// Available agents with room for more work who have a skill (any level) and speak a language
-/// (exact tag), in the two orders the indexed strategies need.
+/// The idle time packed in an [`IdleKey`].
+fn since_of(key: IdleKey) -> Millis {
+    (key >> 32) as Millis
+}
+
+/// A sorted queue of entries that are never searched for: an entry dies when its agent's stamp
+/// moves on, and dead entries are dropped from the front or by an occasional compaction. New
+/// entries carry the current time, so they nearly always join at the back.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Lazy {
+    q: VecDeque<IdleEntry>,
+    /// Live entries in `q`.
+    live: usize,
+}
+
+/// A clone keeps the room the queue has grown to. A derived clone would be exactly full, and its
+/// first push would copy the whole queue — for the every-agent pools of a large domain, tens of
+/// thousands of entries each — which is not the steady state of the engine that was cloned.
+impl Clone for Lazy {
+    fn clone(&self) -> Self {
+        let mut q = VecDeque::with_capacity(self.q.capacity());
+        q.extend(self.q.iter().copied());
+        Lazy { q, live: self.live }
+    }
+}
+
+impl Lazy {
+    fn enter(&mut self, entry: IdleEntry) {
+        self.live += 1;
+        if self.q.back().is_none_or(|b| *b < entry) {
+            self.q.push_back(entry);
+        } else {
+            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
+            let at = self.q.partition_point(|e| *e < entry);
+            self.q.insert(at, entry);
+        }
+    }
+
+    /// One live entry died (its agent's stamp already moved on).
+    fn leave(&mut self, stamps: &[Stamps], stamp: fn(&Stamps) -> u64) {
+        self.live -= 1;
+        let dead = |e: &IdleEntry| stamp(&stamps[e.1 as usize]) != e.2;
+        while self.q.front().is_some_and(dead) {
+            self.q.pop_front();
+        }
+        // Dead entries cost every search that passes them: compact once they are a third.
+        if 2 * self.q.len() > 3 * self.live + 32 {
+            self.q.retain(|e| !dead(e));
+        }
+    }
+
+    fn live_entries<'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+        stamp: fn(&Stamps) -> u64,
+    ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
+        self.q
+            .iter()
+            .filter(move |e| stamp(&stamps[e.1 as usize]) == e.2)
+    }
+
+    fn holds(&self, entry: IdleEntry) -> bool {
+        self.q.binary_search(&entry).is_ok()
+    }
+}
+
+fn idle_stamp(s: &Stamps) -> u64 {
+    s.idle
+}
+
+fn order_stamp(s: &Stamps) -> u64 {
+    s.order
+}
+
+/// Available agents who have a skill (any level) and speak a language (exact tag), in the orders
+/// the indexed strategies need. Agents without room are kept too: they fail eligibility when a
+/// search meets them, which is cheaper than leaving and re-entering 10–20 pools each time an
+/// agent fills up or frees a slot.
 ///
-/// The `longest_idle` order ([`IdleKey`]) is kept in two parts. Agents without work sit in
-/// `idle`, oldest first: an agent becomes idle at the current time, so it almost always joins at
-/// the back, and when it leaves (takes work, goes away) its entries are not searched for in
-/// every pool — they die, since the agent's `idle_stamp` no longer matches, and are dropped from
-/// the front or by an occasional compaction. Agents with work and room sit in `busy`, ordered by
-/// the same key. Iterating `idle` (live entries) then `busy` gives exactly the idle-key order.
+/// The `longest_idle` order ([`IdleKey`]: agents without work first, then by idle time, then
+/// index) is kept in two lazy queues, so that no load change searches an ordered set: `idle`
+/// holds the agents without work, by idle time; `order` holds every agent of the pool by idle
+/// time, which for an agent with work is still the time it was last idle, so it keeps its place
+/// when it takes work. An agent enters both at the back when it becomes idle (its idle time is
+/// "now"); its `idle` entry dies when it takes work, its `order` entry when its idle time moves
+/// on. Iterating the live `idle` entries, then the live `order` entries of agents with work,
+/// gives exactly the idle-key order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pool {
-    idle: VecDeque<IdleEntry>,
-    /// Live entries in `idle`.
-    idle_live: usize,
-    busy: BTreeSet<IdleKey>,
-    /// Only in the every-agent pools (skill slot 0): the load changes with every contact, and
-    /// keeping one load order per language rather than per skill keeps that update cheap.
-    pub(crate) by_load: BTreeSet<LoadKey>,
+    idle: Lazy,
+    order: Lazy,
+    /// Only in the every-agent pools (skill slot 0), and only agents with work: the load
+    /// changes with every contact, and keeping one load order per language rather than per
+    /// skill keeps that update cheap. Agents without work come first in `least_occupied`
+    /// order, in the order `idle` holds them (see [`Pool::idle_keys`]).
+    by_load: BTreeSet<LoadKey>,
     /// Agent indices, for round robin's "next after the cursor"; every-agent pools only.
     pub(crate) by_index: BTreeSet<u32>,
 }
 
 impl Pool {
-    /// Agents in the pool.
+    /// Agents in the pool (with room or not): a size hint for choosing where to search.
     pub(crate) fn len(&self) -> usize {
-        self.idle_live + self.busy.len()
+        self.order.live
     }
 
     /// The pool in `longest_idle` order (agents without work first, then by idle time, then
-    /// index), as idle keys.
-    pub(crate) fn by_idle<'a>(&'a self, agents: &'a [Agent]) -> impl Iterator<Item = IdleKey> + 'a {
+    /// index), as idle keys. With `idle_only`, only the agents without work (all that an
+    /// exclusive channel can use).
+    /// `stamps` are [`Pools::stamps`].
+    pub(crate) fn by_idle<'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+        idle_only: bool,
+    ) -> impl Iterator<Item = IdleKey> + 'a {
+        // A filed agent without a live idle entry has work.
+        let busy = (!idle_only).then(|| {
+            self.order
+                .live_entries(stamps, order_stamp)
+                .filter(|e| stamps[e.1 as usize].idle == 0)
+                .map(|&(t, i, _)| pack(1, t, i))
+        });
         self.idle
-            .iter()
-            .filter(|e| live(agents, e))
+            .live_entries(stamps, idle_stamp)
             .map(|&(t, i, _)| pack(0, t, i))
-            .chain(self.busy.iter().copied())
+            .chain(busy.into_iter().flatten())
     }
 
-    /// Whether agent `idx` is in the pool under `key` (for the audit).
-    pub(crate) fn holds(&self, key: IdleKey, idx: u32, agents: &[Agent]) -> bool {
-        if is_idle(key) {
-            let stamp = agents[idx as usize].idle_stamp;
-            let entry = ((key >> 32) as Millis, idx, stamp);
-            stamp != 0 && self.idle.binary_search(&entry).is_ok()
-        } else {
-            self.busy.contains(&key)
-        }
+    /// The agents without work, longest idle first, as idle keys — which are also their load
+    /// keys, since they come first in `least_occupied` order with load 0.
+    pub(crate) fn idle_keys<'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+    ) -> impl Iterator<Item = IdleKey> + 'a {
+        self.idle
+            .live_entries(stamps, idle_stamp)
+            .map(|&(t, i, _)| pack(0, t, i))
     }
 
-    /// Live entries counted the slow way (for the audit).
-    pub(crate) fn idle_live_counted(&self, agents: &[Agent]) -> (usize, usize) {
-        let n = self.idle.iter().filter(|e| live(agents, e)).count();
-        (n, self.idle_live)
+    /// The agents with work in `longest_idle` order (by idle time, then index), as idle keys.
+    pub(crate) fn busy_keys<'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+    ) -> impl Iterator<Item = IdleKey> + 'a {
+        // A filed agent without a live idle entry has work.
+        self.order
+            .live_entries(stamps, order_stamp)
+            .filter(|e| stamps[e.1 as usize].idle == 0)
+            .map(|&(t, i, _)| pack(1, t, i))
     }
 
-    fn enter_idle(&mut self, entry: IdleEntry) {
-        self.idle_live += 1;
-        if self.idle.back().is_none_or(|b| *b < entry) {
-            self.idle.push_back(entry);
-        } else {
-            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
-            let at = self.idle.partition_point(|e| *e < entry);
-            self.idle.insert(at, entry);
-        }
+    /// The agents with work in `least_occupied` order (lowest load, then longest idle, then
+    /// index), as load keys; every-agent pools only.
+    pub(crate) fn loaded_keys(&self) -> impl Iterator<Item = LoadKey> + '_ {
+        self.by_load.iter().copied()
     }
 
-    /// One live entry died: drop dead entries from the front, and compact when most are dead.
-    fn leave_idle(&mut self, agents: &[Agent]) {
-        self.idle_live -= 1;
-        while self.idle.front().is_some_and(|e| !live(agents, e)) {
-            self.idle.pop_front();
-        }
-        if self.idle.len() > 2 * self.idle_live + 16 {
-            self.idle.retain(|e| live(agents, e));
-        }
+    /// Whether the load order holds `key` of an agent with work (for the audit).
+    pub(crate) fn holds_load(&self, key: LoadKey) -> bool {
+        self.by_load.contains(&key)
     }
-}
 
-fn live(agents: &[Agent], e: &IdleEntry) -> bool {
-    agents[e.1 as usize].idle_stamp == e.2
+    /// Agents with work in the load order (for the audit).
+    pub(crate) fn loaded(&self) -> usize {
+        self.by_load.len()
+    }
+
+    /// Whether agent `idx` is in the pool's idle orders under its current stamps (for the audit).
+    pub(crate) fn holds(&self, idx: u32, agent: &Agent, stamps: &[Stamps]) -> bool {
+        let s = stamps.get(idx as usize).copied().unwrap_or_default();
+        let since = since_of(agent.filed_keys.0);
+        s.order != 0
+            && self.order.holds((since, idx, s.order))
+            && (s.idle == 0 || self.idle.holds((since, idx, s.idle)))
+    }
+
+    /// Live entries counted the slow way and as kept, for both queues (for the audit).
+    pub(crate) fn live_counted(&self, stamps: &[Stamps]) -> [(usize, usize); 2] {
+        [
+            (
+                self.idle.live_entries(stamps, idle_stamp).count(),
+                self.idle.live,
+            ),
+            (
+                self.order.live_entries(stamps, order_stamp).count(),
+                self.order.live,
+            ),
+        ]
+    }
 }
 
 /// Pools by skill slot (0 = every agent, `skill id + 1` = agents with that skill), then
@@ -269,8 +394,10 @@ fn live(agents: &[Agent], e: &IdleEntry) -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
-    /// Last idle stamp handed out (0 = none).
-    stamps: u64,
+    /// By agent index.
+    stamps: Vec<Stamps>,
+    /// Last stamp handed out (0 = none).
+    last_stamp: u64,
 }
 
 impl Pools {
@@ -295,121 +422,171 @@ impl Pools {
         &mut row[l]
     }
 
+    fn stamp(&mut self) -> u64 {
+        self.last_stamp += 1;
+        self.last_stamp
+    }
+
+    /// Every agent's stamps, by agent index (agents never filed may be missing at the end).
+    pub(crate) fn stamps(&self) -> &[Stamps] {
+        &self.stamps
+    }
+
+    /// Records what agent `idx` can take now (after any change to its load, capacity or state).
+    pub(crate) fn set_takes(&mut self, idx: u32, takes: u64) {
+        self.stamps_mut(idx).takes = takes;
+    }
+
+    /// False only when agent `idx` surely cannot take a contact of `channel` now; a quick
+    /// filter in front of the full eligibility check.
+    pub(crate) fn may_take(&self, idx: u32, channel: u32) -> bool {
+        channel >= 64
+            || self
+                .stamps
+                .get(idx as usize)
+                .is_none_or(|s| s.takes >> channel & 1 == 1)
+    }
+
+    fn stamps_mut(&mut self, idx: u32) -> &mut Stamps {
+        let i = idx as usize;
+        if self.stamps.len() <= i {
+            self.stamps.resize(i + 1, Stamps::default());
+        }
+        &mut self.stamps[i]
+    }
+
     /// Re-files agent `idx` after any change to its state, load, profile or idle time.
-    /// `channels` is the policy's channel table.
     ///
     /// `filed` is either empty or exactly the pools of the agent's current skills and
     /// languages ([`unfile`](Self::unfile) runs before a profile changes them), so whether the
-    /// memberships change only depends on whether the agent should be filed at all.
-    pub(crate) fn refile(&mut self, idx: u32, agents: &mut [Agent], channels: &[ChannelInfo]) {
+    /// memberships change only depends on whether the agent should be filed at all: available
+    /// and speaking some language. Room does not matter (see [`Pool`]).
+    pub(crate) fn refile(&mut self, idx: u32, agents: &mut [Agent]) {
         let agent = &agents[idx as usize];
         let keys = (agent.idle_key(idx), agent.load_key(idx));
-        let file = agent.state == AgentState::Available
-            && !agent.languages.is_empty()
-            && agent.has_room(channels);
-        if file != agent.filed.is_empty() {
-            // Same pools: only the orders whose key changed are touched (a load change without
-            // going idle or busy leaves the idle order as it is).
-            let (old_idle, old_load) = agent.filed_keys;
-            let filed = std::mem::take(&mut agents[idx as usize].filed);
-            if old_idle != keys.0 {
-                self.leave_idle_order(idx, &filed, old_idle, agents);
-                self.enter_idle_order(idx, &filed, keys.0, agents);
+        let file = agent.state == AgentState::Available && !agent.languages.is_empty();
+        if !file {
+            if !agent.filed.is_empty() {
+                self.unfile(idx, agents);
             }
-            if old_load != keys.1 {
-                for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
-                    let pool = self.get_mut(c, p);
-                    pool.by_load.remove(&old_load);
+            agents[idx as usize].filed_keys = keys;
+            return;
+        }
+        if agent.filed.is_empty() {
+            let mut filed = std::mem::take(&mut agents[idx as usize].filed);
+            let agent = &agents[idx as usize];
+            let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
+            for slot in slots {
+                for &l in &agent.languages {
+                    filed.push((slot, l));
+                }
+            }
+            self.enter_order(idx, &filed, keys.0);
+            if is_idle(keys.0) {
+                self.enter_idle(idx, &filed, keys.0);
+            }
+            for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
+                let pool = self.get_mut(c, p);
+                if !is_idle(keys.0) {
                     pool.by_load.insert(keys.1);
                 }
+                pool.by_index.insert(idx);
             }
             let agent = &mut agents[idx as usize];
             agent.filed = filed;
             agent.filed_keys = keys;
             return;
         }
-        self.unfile(idx, agents);
-        let agent = &mut agents[idx as usize];
-        agent.filed_keys = keys;
-        if !file {
-            return;
-        }
-        let mut filed = std::mem::take(&mut agent.filed);
-        let slots = std::iter::once(0).chain(agent.skills.iter().map(|s| s.0 + 1));
-        for slot in slots {
-            for &l in &agent.languages {
-                filed.push((slot, l));
+        // Same pools: only the orders whose key changed are touched. Taking work or filling up
+        // moves nothing but the load order; becoming idle again enters at the back.
+        let (old_idle, old_load) = agent.filed_keys;
+        let filed = std::mem::take(&mut agents[idx as usize].filed);
+        if old_idle != keys.0 {
+            let moved = since_of(old_idle) != since_of(keys.0);
+            let (was_idle, now_idle) = (is_idle(old_idle), is_idle(keys.0));
+            if was_idle && (moved || !now_idle) {
+                self.leave_idle(idx, &filed);
+            }
+            if moved {
+                self.leave_order(idx, &filed);
+                self.enter_order(idx, &filed, keys.0);
+            }
+            if now_idle && (moved || !was_idle) {
+                self.enter_idle(idx, &filed, keys.0);
             }
         }
-        self.enter_idle_order(idx, &filed, keys.0, agents);
-        for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
-            let pool = self.get_mut(c, p);
-            pool.by_load.insert(keys.1);
-            pool.by_index.insert(idx);
+        if old_load != keys.1 {
+            for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
+                let pool = self.get_mut(c, p);
+                if !is_idle(old_idle) {
+                    pool.by_load.remove(&old_load);
+                }
+                if !is_idle(keys.0) {
+                    pool.by_load.insert(keys.1);
+                }
+            }
         }
-        agents[idx as usize].filed = filed;
+        let agent = &mut agents[idx as usize];
+        agent.filed = filed;
+        agent.filed_keys = keys;
     }
 
     /// Takes agent `idx` out of every pool it is filed in (keeps the `filed` allocation).
     pub(crate) fn unfile(&mut self, idx: u32, agents: &mut [Agent]) {
         let (old_idle, old_load) = agents[idx as usize].filed_keys;
         let mut filed = std::mem::take(&mut agents[idx as usize].filed);
-        self.leave_idle_order(idx, &filed, old_idle, agents);
+        if !filed.is_empty() {
+            if self.stamps_mut(idx).idle != 0 {
+                self.leave_idle(idx, &filed);
+            }
+            self.leave_order(idx, &filed);
+        }
         for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
             let pool = self.get_mut(c, p);
-            pool.by_load.remove(&old_load);
+            if !is_idle(old_idle) {
+                pool.by_load.remove(&old_load);
+            }
             pool.by_index.remove(&idx);
         }
         filed.clear();
         agents[idx as usize].filed = filed;
     }
 
-    fn enter_idle_order(
-        &mut self,
-        idx: u32,
-        filed: &[(u32, u32)],
-        key: IdleKey,
-        agents: &mut [Agent],
-    ) {
-        if filed.is_empty() {
-            return;
-        }
-        if is_idle(key) {
-            self.stamps += 1;
-            let stamp = self.stamps;
-            agents[idx as usize].idle_stamp = stamp;
-            let entry = ((key >> 32) as Millis, idx, stamp);
-            for &(c, p) in filed {
-                self.get_mut(c, p).enter_idle(entry);
-            }
-        } else {
-            for &(c, p) in filed {
-                self.get_mut(c, p).busy.insert(key);
-            }
+    fn enter_idle(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
+        let stamp = self.stamp();
+        self.stamps_mut(idx).idle = stamp;
+        let entry = (since_of(key), idx, stamp);
+        for &(c, p) in filed {
+            self.get_mut(c, p).idle.enter(entry);
         }
     }
 
-    fn leave_idle_order(
-        &mut self,
-        idx: u32,
-        filed: &[(u32, u32)],
-        key: IdleKey,
-        agents: &mut [Agent],
-    ) {
-        if filed.is_empty() {
-            return;
+    fn enter_order(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
+        let stamp = self.stamp();
+        self.stamps_mut(idx).order = stamp;
+        let entry = (since_of(key), idx, stamp);
+        for &(c, p) in filed {
+            self.get_mut(c, p).order.enter(entry);
         }
-        if is_idle(key) {
-            agents[idx as usize].idle_stamp = 0;
-            for &(c, p) in filed {
-                let c = c as usize;
-                let pool = &mut self.pools[c][p as usize];
-                pool.leave_idle(agents);
-            }
-        } else {
-            for &(c, p) in filed {
-                self.get_mut(c, p).busy.remove(&key);
-            }
+    }
+
+    /// The agent's idle entries die (`filed` are its pools, which exist).
+    fn leave_idle(&mut self, idx: u32, filed: &[(u32, u32)]) {
+        self.stamps_mut(idx).idle = 0;
+        for &(c, p) in filed {
+            self.pools[c as usize][p as usize]
+                .idle
+                .leave(&self.stamps, idle_stamp);
+        }
+    }
+
+    /// The agent's order entries die.
+    fn leave_order(&mut self, idx: u32, filed: &[(u32, u32)]) {
+        self.stamps_mut(idx).order = 0;
+        for &(c, p) in filed {
+            self.pools[c as usize][p as usize]
+                .order
+                .leave(&self.stamps, order_stamp);
         }
     }
 }

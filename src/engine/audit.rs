@@ -13,7 +13,8 @@ impl Engine {
     /// returned as a message. Holds after every `handle` and `tick`:
     /// - every agent's held slots and load equal what its offers, contacts in service and
     ///   wrap-ups add up to; load ≤ one agent; voice (exclusive) alone; per-channel maximum;
-    /// - the pools hold exactly the available agents with room, under their current keys;
+    /// - the pools hold exactly the available agents who speak a language, under their current
+    ///   keys and stamps;
     /// - waiting lines hold exactly the waiting contacts; counters match;
     /// - no starvation: no waiting contact has an agent that is eligible for it right now.
     #[doc(hidden)]
@@ -90,25 +91,28 @@ impl Engine {
             if p != pending[ai] {
                 return Err(format!("agent {name}: pending offers out of step"));
             }
-            let should = a.state == AgentState::Available && a.has_room(&self.channels);
+            let should = a.state == AgentState::Available && !a.languages.is_empty();
             if should == a.filed.is_empty()
                 || a.filed_keys != (a.idle_key(ai as u32), a.load_key(ai as u32))
             {
                 return Err(format!("agent {name} not filed as its state says"));
             }
-            if (!a.filed.is_empty() && a.load == 0) != (a.idle_stamp != 0) {
-                return Err(format!("agent {name}: idle stamp out of step"));
+            let stamps = self.pools.stamps().get(ai).copied().unwrap_or_default();
+            if self.pools.stamps().len() > ai && stamps.takes != a.takes_mask(&self.channels) {
+                return Err(format!("agent {name}: channel mask out of step"));
+            }
+            if (!a.filed.is_empty() && a.load == 0) != (stamps.idle != 0)
+                || a.filed.is_empty() != (stamps.order == 0)
+            {
+                return Err(format!("agent {name}: idle stamps out of step"));
             }
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
                 let ordered = c != 0
                     || (pool.by_index.contains(&(ai as u32))
-                        && pool.by_load.contains(&a.load_key(ai as u32)));
-                if !ordered || !pool.holds(a.idle_key(ai as u32), ai as u32, &self.agents) {
+                        && (a.load == 0 || pool.holds_load(a.load_key(ai as u32))));
+                if !ordered || !pool.holds(ai as u32, a, self.pools.stamps()) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
-                }
-                if a.state != AgentState::Available || !a.has_room(&self.channels) {
-                    return Err(format!("agent {name} filed but has no room"));
                 }
                 if c > 0 && a.level(c - 1) == 0 {
                     return Err(format!("agent {name} filed under a skill it lacks"));
@@ -116,21 +120,39 @@ impl Engine {
             }
         }
         let filed: usize = self.agents.iter().map(|a| a.filed.len()).sum();
-        let pooled: usize = (0..self.pools.slots() as u32)
-            .flat_map(|c| (0..self.langs.len() as u32).map(move |l| (c, l)))
-            .filter_map(|(c, l)| self.pools.get(c, l).map(|p| (c, p)))
-            .map(|(c, p)| {
-                let others = if c == 0 { p.len() } else { 0 };
-                let (counted, kept) = p.idle_live_counted(&self.agents);
-                if p.by_load.len() == others && p.by_index.len() == others && counted == kept {
-                    p.len()
-                } else {
-                    usize::MAX / 2
-                }
-            })
+        let idle_filed: usize = self
+            .agents
+            .iter()
+            .filter(|a| a.load == 0)
+            .map(|a| a.filed.len())
             .sum();
-        if filed != pooled {
-            return Err(format!("pools hold {pooled} entries, agents filed {filed}"));
+        let (mut pooled, mut pooled_idle) = (0, 0);
+        for c in 0..self.pools.slots() as u32 {
+            for l in 0..self.langs.len() as u32 {
+                let Some(p) = self.pools.get(c, l) else {
+                    continue;
+                };
+                let [idle, order] = p.live_counted(self.pools.stamps());
+                let (all, loaded) = if c == 0 {
+                    (p.len(), order.1.saturating_sub(idle.1))
+                } else {
+                    (0, 0)
+                };
+                if p.loaded() != loaded
+                    || p.by_index.len() != all
+                    || idle.0 != idle.1
+                    || order.0 != order.1
+                {
+                    return Err(format!("pool ({c}, {l}) miscounted"));
+                }
+                pooled += order.1;
+                pooled_idle += idle.1;
+            }
+        }
+        if (filed, idle_filed) != (pooled, pooled_idle) {
+            return Err(format!(
+                "pools hold {pooled} entries ({pooled_idle} idle), agents filed {filed} ({idle_filed})"
+            ));
         }
         let lined: usize = self.lines.values().map(|l| l.len()).sum();
         let available = self

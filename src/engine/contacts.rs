@@ -22,7 +22,7 @@ pub(crate) struct Contact {
     pub(crate) channel: u32,
     /// Canonical language id and the tag as the connector sent it.
     pub(crate) language: u32,
-    pub(crate) language_tag: String,
+    pub(crate) language_tag: super::Name,
     pub(crate) queue: u32,
     /// Skill id → minimum level, sorted by skill id.
     pub(crate) required: Vec<(u32, u8)>,

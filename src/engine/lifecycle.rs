@@ -50,7 +50,7 @@ impl Engine {
                     c.uid == uid && c.attempt == attempt && matches!(c.phase, Phase::Offered { .. })
                 });
                 if live {
-                    self.miss(slot, "timeout", out);
+                    self.miss(slot, self.words.timeout.clone(), out);
                 }
             }
             Timer::WrapupEnd { agent, serial } => {
@@ -83,8 +83,9 @@ impl Engine {
     /// After any change to an agent's state, load or profile: re-file it in the pools and tell
     /// the SLA book.
     pub(crate) fn agent_changed(&mut self, ai: u32) {
-        self.pools.refile(ai, &mut self.agents, &self.channels);
+        self.pools.refile(ai, &mut self.agents);
         let a = &self.agents[ai as usize];
+        self.pools.set_takes(ai, a.takes_mask(&self.channels));
         self.sla.on_agent(
             self.now,
             ai,
@@ -113,6 +114,20 @@ impl Engine {
         }
         self.sticky.insert(customer.clone(), (agent, self.now));
         self.sticky_fifo.push_back((self.now, customer.clone()));
+    }
+
+    /// The SLA book of a (queue, channel), by id: the book's name lookup happens once.
+    fn sla_book(&mut self, queue: u32, channel: u32) -> u32 {
+        let key = (u64::from(queue) << 32) | u64::from(channel);
+        if let Some(&b) = self.sla_books.get(&key) {
+            return b;
+        }
+        let b = self.sla.book_id(
+            self.queue_names.name(queue),
+            self.channel_names.name(channel),
+        );
+        self.sla_books.insert(key, b);
+        b
     }
 
     /// The id of a queue, resolving its settings the first time it is seen.
@@ -242,7 +257,7 @@ impl Engine {
                 self.queue_id(&d)
             }
         };
-        let language = self.langs.intern(&e.language);
+        let (language, language_tag) = self.langs.spelled(&e.language);
         let required = self.skill_ids(&e.required_skills);
         let preferred = self.skill_ids(&e.preferred_skills);
         self.next_uid += 1;
@@ -253,7 +268,7 @@ impl Engine {
             customer: Arc::from(e.customer_id.as_str()),
             channel,
             language,
-            language_tag: e.language.clone(),
+            language_tag,
             queue,
             required,
             preferred,
@@ -266,11 +281,8 @@ impl Engine {
         };
         let slot = self.contacts.insert(contact);
         self.contact_ids.insert(id, slot);
-        self.sla.on_queued(
-            self.now,
-            self.queue_names.name(queue),
-            self.channel_names.name(channel),
-        );
+        let book = self.sla_book(queue, channel);
+        self.sla.queued_in(self.now, book);
         self.set_relax_timers(slot);
         self.route_contact(slot, out);
         Ok(())
@@ -296,10 +308,10 @@ impl Engine {
         let transfer = new_queue.is_some_and(|q| q != old_queue);
         let mut freed = None;
         if transfer {
-            freed = self.withdraw(slot, "updated", out);
+            freed = self.withdraw(slot, self.words.updated.clone(), out);
         }
         self.dequeue(slot);
-        let language = e.language.as_deref().map(|l| self.langs.intern(l));
+        let language = e.language.as_deref().map(|l| self.langs.spelled(l));
         let required = e.required_skills.as_ref().map(|s| self.skill_ids(s));
         let preferred = e.preferred_skills.as_ref().map(|s| self.skill_ids(s));
         let Some(c) = self.contacts.get_mut(slot) else {
@@ -308,9 +320,9 @@ impl Engine {
         if let Some(p) = e.priority {
             c.priority = p;
         }
-        if let (Some(l), Some(tag)) = (language, &e.language) {
+        if let Some((l, tag)) = language {
             c.language = l;
-            c.language_tag = tag.clone();
+            c.language_tag = tag;
         }
         if let Some(r) = required {
             c.required = r;
@@ -346,20 +358,15 @@ impl Engine {
             )));
         }
         self.dequeue(slot);
-        let freed = self.withdraw(slot, "abandoned", out);
+        let freed = self.withdraw(slot, self.words.abandoned.clone(), out);
         if let Some(c) = self.contacts.remove(slot) {
             self.contact_ids.remove(&c.id);
             let wait = self.now.saturating_sub(c.arrival);
             let threshold = self.threshold(c.queue, c.channel);
             let short = self.channels[c.channel as usize].short_abandon;
-            self.sla.on_abandoned(
-                self.now,
-                self.queue_names.name(c.queue),
-                self.channel_names.name(c.channel),
-                wait,
-                threshold,
-                short,
-            );
+            let book = self.sla_book(c.queue, c.channel);
+            self.sla
+                .abandoned_in(self.now, book, wait, threshold, short);
         }
         if let Some(ai) = freed {
             self.serve_agent(ai, out);
@@ -401,12 +408,9 @@ impl Engine {
         };
         self.contact_ids.remove(&c.id);
         self.counts.in_service -= 1;
-        self.sla.on_completed(
-            self.now,
-            self.queue_names.name(c.queue),
-            self.channel_names.name(c.channel),
-            self.now.saturating_sub(answered_at),
-        );
+        let book = self.sla_book(c.queue, c.channel);
+        self.sla
+            .completed_in(self.now, book, self.now.saturating_sub(answered_at));
         self.touch_sticky(&c.customer, agent);
         let info = self.channels[c.channel as usize];
         if info.wrapup > 0 {
@@ -558,20 +562,15 @@ impl Engine {
         self.counts.offers_open -= 1;
         self.counts.in_service += 1;
         let threshold = self.threshold(queue, channel);
-        self.sla.on_answered(
-            now,
-            self.queue_names.name(queue),
-            self.channel_names.name(channel),
-            wait,
-            threshold,
-        );
+        let book = self.sla_book(queue, channel);
+        self.sla.answered_in(now, book, wait, threshold);
         self.touch_sticky(&customer, agent);
         Ok(())
     }
 
     fn offer_rejected(&mut self, e: &OfferAnswer, out: &mut Vec<Output>) -> Result<(), Ignored> {
         let slot = self.current_offer(e)?;
-        self.miss(slot, "rejected", out);
+        self.miss(slot, self.words.rejected.clone(), out);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod agents;
 mod audit;
 mod contacts;
 mod lifecycle;
+mod names;
 pub mod policy;
 mod routing;
 pub mod sla;
@@ -28,7 +29,8 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Handoff, Millis, Skills};
+use crate::event::{Event, Handoff, Millis};
+pub use names::{Name, SkillLevels};
 pub use policy::{Policy, Strategy};
 pub use sla::{SlaFigures, SlaSnapshot};
 
@@ -63,14 +65,14 @@ impl Output {
 pub struct Offer {
     /// Deterministic: `{contact_id}#{attempt}`. Unique within a tenant.
     pub assignment_id: String,
-    pub tenant: String,
-    pub contact_id: String,
-    pub agent_id: String,
-    pub customer_id: String,
-    pub channel: String,
+    pub tenant: Name,
+    pub contact_id: Name,
+    pub agent_id: Name,
+    pub customer_id: Name,
+    pub channel: Name,
     /// The queue the contact waits in (after any transfer).
-    pub queue: String,
-    pub language: String,
+    pub queue: Name,
+    pub language: Name,
     pub priority: i32,
     /// When the offer was made.
     pub offered_at: Millis,
@@ -85,18 +87,38 @@ pub struct Offer {
     pub handoff: Option<Handoff>,
 }
 
+/// `{contact_id}#{attempt}`, without the formatting machinery (one per offer).
+fn assignment_id(contact: &str, attempt: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut n = attempt;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(contact.len() + 1 + digits.len() - at);
+    id.push_str(contact);
+    id.push('#');
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id
+}
+
 /// Why this agent got this contact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Why {
     /// `preferred_agent`, `sticky`, or the queue strategy (`longest_idle`, …).
-    pub rule: String,
+    pub rule: Name,
     /// Required skills matched, with the agent's level for each.
-    pub matched_skills: Skills,
+    pub matched_skills: SkillLevels,
     /// Preferred skills the agent has, with the agent's level.
-    #[serde(default, skip_serializing_if = "Skills::is_empty")]
-    pub matched_preferred: Skills,
+    #[serde(default, skip_serializing_if = "SkillLevels::is_empty")]
+    pub matched_preferred: SkillLevels,
     /// The agent's language tag that matched.
-    pub language: String,
+    pub language: Name,
     /// True when the match needed a fallback (`es-MX` → `es`, or a relaxation language).
     pub language_fallback: bool,
     /// The strategy's score for the chosen agent (higher is better).
@@ -107,28 +129,28 @@ pub struct Why {
     pub relaxation_step: u32,
     /// Set when the agent came from an overflow queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overflow_from: Option<String>,
+    pub overflow_from: Option<Name>,
     pub sticky: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferWithdrawn {
     pub assignment_id: String,
-    pub tenant: String,
-    pub contact_id: String,
-    pub agent_id: String,
+    pub tenant: Name,
+    pub contact_id: Name,
+    pub agent_id: Name,
     pub at: Millis,
     /// `timeout`, `rejected`, `abandoned`, `updated`, `agent_unavailable`.
-    pub reason: String,
+    pub reason: Name,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentAway {
-    pub tenant: String,
-    pub agent_id: String,
+    pub tenant: Name,
+    pub agent_id: Name,
     pub at: Millis,
     /// `missed_offers`.
-    pub reason: String,
+    pub reason: Name,
     pub missed: u32,
 }
 
@@ -186,14 +208,14 @@ pub struct EngineStats {
 ///
 /// Layout of the state (each part in its own module):
 /// - `tables`: interned names and the policy resolved to dense tables;
-/// - `agents`: agents, their load, and the pools of available agents per (channel, language);
+/// - `agents`: agents, their load, and the pools of available agents per (skill, language);
 /// - `contacts`: live contacts and the waiting lines per (queue, channel);
 /// - `timers`: offer expiry, wrap-up end, relaxation steps;
 /// - `routing`: eligibility and the choice of agent or contact, offers;
 /// - `lifecycle`: what each event does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Engine {
-    tenant: String,
+    tenant: Name,
     #[serde(with = "policy_as_json")]
     policy: Arc<Policy>,
     sla: sla::SlaBook,
@@ -226,6 +248,12 @@ pub struct Engine {
     counts: Counts,
     /// A policy reload happened: every agent is re-served at the next event or tick.
     sweep_pending: bool,
+    /// Rule and reason words of the outputs, shared.
+    #[serde(skip)]
+    words: tables::Words,
+    /// (queue id << 32 | channel id) → SLA book id; a cache, rebuilt as needed.
+    #[serde(skip)]
+    sla_books: FxHashMap<u64, u32>,
 }
 
 /// Running totals, so that `stats()` costs nothing.
@@ -240,7 +268,7 @@ struct Counts {
 impl Engine {
     pub fn new(tenant: impl Into<String>, policy: Arc<Policy>) -> Self {
         let mut e = Engine {
-            tenant: tenant.into(),
+            tenant: Name::from(tenant.into()),
             policy: policy.clone(),
             sla: sla::SlaBook::default(),
             now: 0,
@@ -266,6 +294,8 @@ impl Engine {
             seen_fifo: VecDeque::new(),
             counts: Counts::default(),
             sweep_pending: false,
+            words: Default::default(),
+            sla_books: Default::default(),
         };
         e.set_policy(policy);
         e.sweep_pending = false;
@@ -296,7 +326,7 @@ impl Engine {
         event: &Event,
         out: &mut Vec<Output>,
     ) -> Result<(), Ignored> {
-        if event.tenant != self.tenant {
+        if event.tenant != self.tenant.as_str() {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
         self.tick(now, out);
@@ -373,5 +403,21 @@ mod policy_as_json {
         serde_json::from_str(&text)
             .map(Arc::new)
             .map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assignment_ids_read_like_format() {
+        for (c, a) in [
+            ("c1", 0),
+            ("contact-7", 1),
+            ("x", 10),
+            ("", 4_294_967_295),
+            ("é#", 99),
+        ] {
+            assert_eq!(super::assignment_id(c, a), format!("{c}#{a}"));
+        }
     }
 }

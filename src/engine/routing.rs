@@ -8,10 +8,26 @@
 
 use super::agents::{agent_of, IdleKey, LoadKey};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
-use super::tables::FULL_LOAD;
+use super::tables::{TagList, FULL_LOAD};
 use super::timers::Timer;
-use super::{AgentAway, Engine, Offer, OfferWithdrawn, Output, Strategy, Why};
-use crate::event::{AgentState, Skills};
+use super::{AgentAway, Engine, Name, Offer, OfferWithdrawn, Output, SkillLevels, Strategy, Why};
+use crate::event::AgentState;
+
+/// One of two iterators of the same item (the two phases of a search).
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(a) => a.next(),
+            Either::Right(b) => b.next(),
+        }
+    }
+}
 
 /// How many eligible agents `best_skill_match` compares at most (the longest idle ones).
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
@@ -139,7 +155,7 @@ impl Engine {
         }
         // Pools to look in: every agent tag that serves the contact's language or a fallback
         // language in force.
-        let mut langs = Vec::new();
+        let mut langs = TagList::default();
         self.langs.servers_of(c.language, &mut langs);
         for s in &self.queues[c.queue as usize].steps[..r.steps] {
             for &f in &s.languages {
@@ -154,39 +170,80 @@ impl Engine {
             .min_by_key(|&slot| {
                 langs
                     .iter()
-                    .filter_map(|&l| self.pools.get(slot, l))
+                    .filter_map(|l| self.pools.get(slot, l))
                     .map(|p| p.len())
                     .sum::<usize>()
             })
             .unwrap_or(0);
-        let pools = langs.iter().filter_map(|&l| self.pools.get(slot, l));
-        let every_agent_pools = langs.iter().filter_map(|&l| self.pools.get(0, l));
+        let pools = langs.iter().filter_map(|l| self.pools.get(slot, l));
+        let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
+        // An exclusive channel (voice) needs an agent without work: the search stops there.
+        let idle_only = self.channels[c.channel as usize].exclusive;
         let found = match self.queues[c.queue as usize].strategy {
+            // Agents without work come before agents with work in both orders below: the
+            // search looks at the agents without work of every language pool first, and at the
+            // others only when none of them is eligible.
             Strategy::LongestIdle => {
                 let mut best: Option<(IdleKey, Match)> = None;
-                for pool in pools {
-                    for key in pool.by_idle(&self.agents) {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) {
-                            break;
-                        }
-                        if let Some(m) = self.eligible(agent_of(key), c, r) {
-                            best = Some((key, m));
-                            break;
+                let stamps = self.pools.stamps();
+                for busy in [false, true] {
+                    if busy && (best.is_some() || idle_only) {
+                        break;
+                    }
+                    for pool in langs.iter().filter_map(|l| self.pools.get(slot, l)) {
+                        let keys = if busy {
+                            Either::Right(pool.busy_keys(stamps))
+                        } else {
+                            Either::Left(pool.idle_keys(stamps))
+                        };
+                        for key in keys {
+                            if best.as_ref().is_some_and(|b| b.0 <= key) {
+                                break;
+                            }
+                            if !self.pools.may_take(agent_of(key), c.channel) {
+                                continue;
+                            }
+                            if let Some(m) = self.eligible(agent_of(key), c, r) {
+                                best = Some((key, m));
+                                break;
+                            }
                         }
                     }
                 }
                 best.map(|(k, m)| (agent_of(k), m))
             }
             Strategy::LeastOccupied => {
+                // Agents without work from the narrow skill pool (their load keys are their idle
+                // keys), then agents with work from the every-agent load order.
                 let mut best: Option<(LoadKey, Match)> = None;
-                for pool in every_agent_pools {
-                    for &key in &pool.by_load {
-                        if best.as_ref().is_some_and(|b| b.0 <= key) {
-                            break;
-                        }
-                        if let Some(m) = self.eligible(agent_of(key), c, r) {
-                            best = Some((key, m));
-                            break;
+                let stamps = self.pools.stamps();
+                for loaded in [false, true] {
+                    if loaded && (best.is_some() || idle_only) {
+                        break;
+                    }
+                    for l in langs.iter() {
+                        let keys = if loaded {
+                            let Some(p) = self.pools.get(0, l) else {
+                                continue;
+                            };
+                            Either::Right(p.loaded_keys())
+                        } else {
+                            let Some(p) = self.pools.get(slot, l) else {
+                                continue;
+                            };
+                            Either::Left(p.idle_keys(stamps))
+                        };
+                        for key in keys {
+                            if best.as_ref().is_some_and(|b| b.0 <= key) {
+                                break;
+                            }
+                            if !self.pools.may_take(agent_of(key), c.channel) {
+                                continue;
+                            }
+                            if let Some(m) = self.eligible(agent_of(key), c, r) {
+                                best = Some((key, m));
+                                break;
+                            }
                         }
                     }
                 }
@@ -199,8 +256,11 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in pool.by_idle(&self.agents) {
+                    for key in pool.by_idle(self.pools.stamps(), idle_only) {
                         let ai = agent_of(key);
+                        if !self.pools.may_take(ai, c.channel) {
+                            continue;
+                        }
                         if let Some(m) = self.eligible(ai, c, r) {
                             let rank = (std::cmp::Reverse(self.skill_score(ai, c, r)), ai);
                             if best.as_ref().is_none_or(|b| rank < b.0) {
@@ -228,6 +288,9 @@ impl Engine {
                         let rank = (ai < cursor, ai);
                         if best.as_ref().is_some_and(|b| b.0 <= rank) {
                             break;
+                        }
+                        if !self.pools.may_take(ai, c.channel) {
+                            continue;
                         }
                         if let Some(m) = self.eligible(ai, c, r) {
                             best = Some((rank, m));
@@ -394,29 +457,32 @@ impl Engine {
             Strategy::BestSkillMatch => f64::from(self.skill_score(ai, c, &r)),
             Strategy::RoundRobin => 0.0,
         };
-        let matched_skills: Skills = c
-            .required
-            .iter()
-            .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
-            .collect();
-        let matched_preferred: Skills = if r.drop_preferred {
-            Skills::new()
-        } else {
-            c.preferred
+        let matched_skills = SkillLevels::from_unsorted(
+            c.required
                 .iter()
-                .filter(|&&(s, _)| a.level(s) > 0)
-                .map(|&(s, _)| (self.skills.name(s).to_string(), a.level(s)))
-                .collect()
+                .map(|&(s, _)| (self.skills.shared(s).clone(), a.level(s)))
+                .collect(),
+        );
+        let matched_preferred = if r.drop_preferred || c.preferred.is_empty() {
+            SkillLevels::default()
+        } else {
+            SkillLevels::from_unsorted(
+                c.preferred
+                    .iter()
+                    .filter(|&&(s, _)| a.level(s) > 0)
+                    .map(|&(s, _)| (self.skills.shared(s).clone(), a.level(s)))
+                    .collect(),
+            )
         };
         let attempt = c.attempt + 1;
         let offer = Offer {
-            assignment_id: format!("{}#{}", c.id, attempt),
+            assignment_id: super::assignment_id(&c.id, attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.to_string(),
-            agent_id: self.agent_ids.name(ai).to_string(),
-            customer_id: c.customer.to_string(),
-            channel: self.channel_names.name(c.channel).to_string(),
-            queue: self.queue_names.name(c.queue).to_string(),
+            contact_id: Name::from(&c.id),
+            agent_id: self.agent_ids.shared(ai).clone(),
+            customer_id: Name::from(&c.customer),
+            channel: self.channel_names.shared(c.channel).clone(),
+            queue: self.queue_names.shared(c.queue).clone(),
             language: c.language_tag.clone(),
             priority: c.priority,
             offered_at: now,
@@ -425,18 +491,18 @@ impl Engine {
             attempt,
             why: Why {
                 rule: match rule {
-                    Rule::PreferredAgent => "preferred_agent".to_string(),
-                    Rule::Sticky => "sticky".to_string(),
-                    Rule::Strategy => strategy.as_str().to_string(),
+                    Rule::PreferredAgent => self.words.preferred_agent.clone(),
+                    Rule::Sticky => self.words.sticky.clone(),
+                    Rule::Strategy => self.words.strategy(strategy).clone(),
                 },
                 matched_skills,
                 matched_preferred,
-                language: self.langs.name(m.language).to_string(),
+                language: self.langs.shared(m.language).clone(),
                 language_fallback: m.fallback,
                 score,
                 effective_priority: eff,
                 relaxation_step: r.steps as u32,
-                overflow_from: m.overflow.map(|q| self.queue_names.name(q).to_string()),
+                overflow_from: m.overflow.map(|q| self.queue_names.shared(q).clone()),
                 sticky: rule == Rule::Sticky,
             },
             handoff: c.handoff().cloned(),
@@ -474,7 +540,7 @@ impl Engine {
     pub(crate) fn withdraw(
         &mut self,
         slot: u32,
-        reason: &str,
+        reason: Name,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
         let now = self.now;
@@ -486,12 +552,12 @@ impl Engine {
         let channel = c.channel;
         let exclusive = self.channels[channel as usize].exclusive;
         out.push(Output::OfferWithdrawn(OfferWithdrawn {
-            assignment_id: format!("{}#{}", c.id, c.attempt),
+            assignment_id: super::assignment_id(&c.id, c.attempt),
             tenant: self.tenant.clone(),
-            contact_id: c.id.to_string(),
-            agent_id: self.agent_ids.name(agent).to_string(),
+            contact_id: Name::from(&c.id),
+            agent_id: self.agent_ids.shared(agent).clone(),
             at: now,
-            reason: reason.to_string(),
+            reason,
         }));
         let a = &mut self.agents[agent as usize];
         a.pending.retain(|&s| s != slot);
@@ -503,7 +569,7 @@ impl Engine {
 
     /// A missed offer (rejected or timed out): withdraw, exclude the agent, requeue at the
     /// contact's old place, and set the agent away after too many misses in a row.
-    pub(crate) fn miss(&mut self, slot: u32, reason: &str, out: &mut Vec<Output>) {
+    pub(crate) fn miss(&mut self, slot: u32, reason: Name, out: &mut Vec<Output>) {
         let Some(ai) = self.withdraw(slot, reason, out) else {
             return;
         };
@@ -518,9 +584,9 @@ impl Engine {
         if max > 0 && missed >= max && a.state == AgentState::Available {
             out.push(Output::AgentAway(AgentAway {
                 tenant: self.tenant.clone(),
-                agent_id: self.agent_ids.name(ai).to_string(),
+                agent_id: self.agent_ids.shared(ai).clone(),
                 at: self.now,
-                reason: "missed_offers".to_string(),
+                reason: self.words.missed_offers.clone(),
                 missed,
             }));
             requeue.extend(self.set_unavailable(ai, AgentState::Away, out));
@@ -546,7 +612,7 @@ impl Engine {
         a.state = state;
         let pending = std::mem::take(&mut a.pending);
         for &s in &pending {
-            self.withdraw(s, "agent_unavailable", out);
+            self.withdraw(s, self.words.agent_unavailable.clone(), out);
         }
         self.agent_changed(ai);
         pending

@@ -307,8 +307,10 @@ struct QueueBook {
 pub struct SlaBook {
     /// Rolling window length, ms; 0 until set (then [`DEFAULT_WINDOW_MS`] applies).
     window_ms: u64,
-    /// queue → channel → counts. Nested so that hooks look up by `&str` without allocating.
-    queues: BTreeMap<String, BTreeMap<String, QueueBook>>,
+    /// queue → channel → index in `books`. Nested so that hooks look up by `&str` without
+    /// allocating; the engine keeps the index per (queue, channel) id and skips the lookup.
+    queues: BTreeMap<String, BTreeMap<String, u32>>,
+    books: Vec<QueueBook>,
     /// By the engine's dense agent index.
     agents: Vec<AgentTrack>,
     /// Agents logged in now, and the sum of their loads (units of 1/LOAD_SCALE). Occupancy
@@ -338,7 +340,7 @@ impl SlaBook {
         self.window_ms = new;
         let new_width = self.width();
         if old_width != new_width {
-            for book in self.queues.values_mut().flat_map(|c| c.values_mut()) {
+            for book in &mut self.books {
                 book.window.rebucket(old_width, new_width, Counts::add);
             }
             self.agent_time.rebucket(old_width, new_width, |a, b| {
@@ -366,47 +368,45 @@ impl SlaBook {
         (self.window_len() / BUCKETS).max(1)
     }
 
-    fn book(&mut self, queue: &str, channel: &str) -> &mut QueueBook {
-        // Two lookups instead of the entry API so the common path allocates nothing.
+    /// The id of the book of `queue` on `channel`, created if new. Ids are stable for the life
+    /// of the book (and of its snapshots).
+    pub(crate) fn book_id(&mut self, queue: &str, channel: &str) -> u32 {
+        // Lookups first, so the common path allocates nothing.
+        if let Some(&id) = self.queues.get(queue).and_then(|ch| ch.get(channel)) {
+            return id;
+        }
+        let id = self.books.len() as u32;
+        self.books.push(QueueBook::default());
         if !self.queues.contains_key(queue) {
             self.queues.insert(queue.to_string(), BTreeMap::new());
         }
-        let channels = self
-            .queues
-            .get_mut(queue)
-            .unwrap_or_else(|| unreachable!("inserted above"));
-        if !channels.contains_key(channel) {
-            channels.insert(channel.to_string(), QueueBook::default());
+        if let Some(channels) = self.queues.get_mut(queue) {
+            channels.insert(channel.to_string(), id);
         }
-        channels
-            .get_mut(channel)
-            .unwrap_or_else(|| unreachable!("inserted above"))
+        id
     }
 
-    fn record(&mut self, now: Millis, queue: &str, channel: &str, c: Counts) {
+    fn record(&mut self, now: Millis, book: u32, c: Counts) {
         let index = now / self.width();
-        // The book almost always exists: one lookup per level, no insertion checks.
-        if let Some(book) = self
-            .queues
-            .get_mut(queue)
-            .and_then(|ch| ch.get_mut(channel))
-        {
+        if let Some(book) = self.books.get_mut(book as usize) {
             book.since_start.add(&c);
             book.window.at(index).add(&c);
-            return;
         }
-        let book = self.book(queue, channel);
-        book.since_start.add(&c);
-        book.window.at(index).add(&c);
     }
 
     /// A contact entered `queue` on `channel`.
     pub fn on_queued(&mut self, now: Millis, queue: &str, channel: &str) {
+        let book = self.book_id(queue, channel);
+        self.queued_in(now, book);
+    }
+
+    /// [`on_queued`](Self::on_queued) by book id.
+    pub(crate) fn queued_in(&mut self, now: Millis, book: u32) {
         let c = Counts {
             offered: 1,
             ..Counts::default()
         };
-        self.record(now, queue, channel, c);
+        self.record(now, book, c);
     }
 
     /// A contact was answered (offer accepted) after waiting `wait` ms; `threshold` is the
@@ -419,13 +419,19 @@ impl SlaBook {
         wait: u64,
         threshold: u64,
     ) {
+        let book = self.book_id(queue, channel);
+        self.answered_in(now, book, wait, threshold);
+    }
+
+    /// [`on_answered`](Self::on_answered) by book id.
+    pub(crate) fn answered_in(&mut self, now: Millis, book: u32, wait: u64, threshold: u64) {
         let c = Counts {
             answered: 1,
             answered_within: u64::from(wait <= threshold),
             answer_wait_ms: wait,
             ..Counts::default()
         };
-        self.record(now, queue, channel, c);
+        self.record(now, book, c);
     }
 
     /// A waiting contact abandoned after `wait` ms.
@@ -438,23 +444,42 @@ impl SlaBook {
         threshold: u64,
         short_abandon: u64,
     ) {
+        let book = self.book_id(queue, channel);
+        self.abandoned_in(now, book, wait, threshold, short_abandon);
+    }
+
+    /// [`on_abandoned`](Self::on_abandoned) by book id.
+    pub(crate) fn abandoned_in(
+        &mut self,
+        now: Millis,
+        book: u32,
+        wait: u64,
+        threshold: u64,
+        short_abandon: u64,
+    ) {
         let c = Counts {
             abandoned: 1,
             abandoned_within: u64::from(wait <= threshold),
             short_abandoned: u64::from(wait < short_abandon),
             ..Counts::default()
         };
-        self.record(now, queue, channel, c);
+        self.record(now, book, c);
     }
 
     /// An answered contact completed after `handle` ms of handling (accept → complete).
     pub fn on_completed(&mut self, now: Millis, queue: &str, channel: &str, handle: u64) {
+        let book = self.book_id(queue, channel);
+        self.completed_in(now, book, handle);
+    }
+
+    /// [`on_completed`](Self::on_completed) by book id.
+    pub(crate) fn completed_in(&mut self, now: Millis, book: u32, handle: u64) {
         let c = Counts {
             completed: 1,
             handle_ms: handle,
             ..Counts::default()
         };
-        self.record(now, queue, channel, c);
+        self.record(now, book, c);
     }
 
     /// Agent `agent` (a dense index) changed: logged in or not, and its load fraction (0–1).
@@ -548,20 +573,24 @@ impl SlaBook {
         for (queue, channel) in keys {
             let qp = policy.queue(queue);
             let formula = qp.service_level_formula;
-            let (mut since_start, mut window) =
-                match self.queues.get(queue).and_then(|c| c.get(channel)) {
-                    Some(book) => {
-                        let mut w = Counts::default();
-                        for c in book.window.in_window(current) {
-                            w.add(c);
-                        }
-                        (book.since_start.figures(formula), w.figures(formula))
+            let (mut since_start, mut window) = match self
+                .queues
+                .get(queue)
+                .and_then(|c| c.get(channel))
+                .and_then(|&b| self.books.get(b as usize))
+            {
+                Some(book) => {
+                    let mut w = Counts::default();
+                    for c in book.window.in_window(current) {
+                        w.add(c);
                     }
-                    None => (
-                        Counts::default().figures(formula),
-                        Counts::default().figures(formula),
-                    ),
-                };
+                    (book.since_start.figures(formula), w.figures(formula))
+                }
+                None => (
+                    Counts::default().figures(formula),
+                    Counts::default().figures(formula),
+                ),
+            };
             since_start.agent_seconds_logged_in = self.logged_in_ms_total / 1000.0;
             since_start.agent_seconds_busy = self.busy_ms_total / 1000.0;
             window.agent_seconds_logged_in = logged / 1000.0;
@@ -594,7 +623,7 @@ impl SlaBook {
                 occupancy,
             });
         }
-        for book in self.queues.values_mut().flat_map(|c| c.values_mut()) {
+        for book in &mut self.books {
             book.window.prune(current);
         }
         out
@@ -818,12 +847,7 @@ mod tests {
         assert_eq!(out[0].window.offered, 0);
         assert_eq!(out[0].window.service_level, None);
         assert_eq!(out[0].since_start.offered, 120);
-        let book_len: usize = book
-            .queues
-            .values()
-            .flat_map(|c| c.values())
-            .map(|b| b.window.ring.len())
-            .sum();
+        let book_len: usize = book.books.iter().map(|b| b.window.ring.len()).sum();
         assert_eq!(book_len, 0);
     }
 
@@ -834,7 +858,10 @@ mod tests {
             book.on_queued(T0 + i * S, "q", "chat");
             book.on_agent(T0 + i * S, (i % 3) as u32, true, 0.5);
         }
-        let len = book.queues["q"]["chat"].window.ring.len();
+        let len = book.books[book.queues["q"]["chat"] as usize]
+            .window
+            .ring
+            .len();
         assert!(len <= (BUCKETS + 1) as usize, "{len}");
         assert!(book.agent_time.ring.len() <= (BUCKETS + 1) as usize);
     }

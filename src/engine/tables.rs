@@ -5,6 +5,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::policy::{Policy, Strategy};
+use super::Name;
 
 /// One full agent, in load units. lcm(1..=10) × 1000, so that 1/capacity for every usual
 /// capacity (and configured fractions to 1e-6 or so) is an exact integer.
@@ -14,7 +15,8 @@ pub(crate) const FULL_LOAD: u32 = 2_520_000;
 /// engine's decisions depend on the process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Interner {
-    names: Vec<String>,
+    /// Shared, so that outputs naming an id clone a pointer.
+    names: Vec<Name>,
     ids: FxHashMap<String, u32>,
 }
 
@@ -28,12 +30,17 @@ impl Interner {
             return *id;
         }
         let id = self.names.len() as u32;
-        self.names.push(name.to_string());
+        self.names.push(Name::from(name));
         self.ids.insert(name.to_string(), id);
         id
     }
 
     pub(crate) fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The name of `id` as a shared [`Name`] (clone it for an output).
+    pub(crate) fn shared(&self, id: u32) -> &Name {
         &self.names[id as usize]
     }
 
@@ -46,8 +53,9 @@ impl Interner {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Languages {
     tags: Interner,
-    /// Spellings seen on the wire → canonical id, so `es-MX` and `es-mx` cost one lookup.
-    spellings: FxHashMap<String, u32>,
+    /// Spellings seen on the wire → canonical id and the spelling as a shared [`Name`], so
+    /// `es-MX` and `es-mx` cost one lookup and a contact keeps its tag without a copy.
+    spellings: FxHashMap<String, (u32, Name)>,
     primary: Vec<u32>,
     /// Primary id → the regional tags seen under it (`es` → `es-mx`, `es-ar`).
     variants: Vec<Vec<u32>>,
@@ -55,8 +63,13 @@ pub(crate) struct Languages {
 
 impl Languages {
     pub(crate) fn intern(&mut self, tag: &str) -> u32 {
-        if let Some(id) = self.spellings.get(tag) {
-            return *id;
+        self.spelled(tag).0
+    }
+
+    /// The id of `tag`, and `tag` itself as a shared name.
+    pub(crate) fn spelled(&mut self, tag: &str) -> (u32, Name) {
+        if let Some((id, name)) = self.spellings.get(tag) {
+            return (*id, name.clone());
         }
         let canon = tag.trim().replace('_', "-").to_ascii_lowercase();
         let id = match self.tags.get(&canon) {
@@ -83,26 +96,28 @@ impl Languages {
                 id
             }
         };
-        self.spellings.insert(tag.to_string(), id);
-        id
+        let name = Name::from(tag);
+        self.spellings.insert(tag.to_string(), (id, name.clone()));
+        (id, name)
     }
 
     pub(crate) fn primary(&self, id: u32) -> u32 {
         self.primary[id as usize]
     }
 
+    #[cfg(test)]
     pub(crate) fn name(&self, id: u32) -> &str {
         self.tags.name(id)
     }
 
+    pub(crate) fn shared(&self, id: u32) -> &Name {
+        self.tags.shared(id)
+    }
+
     /// Every agent tag that can serve `wanted` by [`serves`](Self::serves): the tag itself, its
     /// bare language, and for a bare tag its regional variants. Appended to `into`, no repeats.
-    pub(crate) fn servers_of(&self, wanted: u32, into: &mut Vec<u32>) {
-        let mut add = |l: u32| {
-            if !into.contains(&l) {
-                into.push(l);
-            }
-        };
+    pub(crate) fn servers_of(&self, wanted: u32, into: &mut TagList) {
+        let mut add = |l: u32| into.add(l);
         add(wanted);
         let p = self.primary(wanted);
         add(p);
@@ -128,6 +143,38 @@ impl Languages {
         } else {
             None
         }
+    }
+}
+
+/// A short list of language ids without repeats, in insertion order; on the stack up to
+/// [`TagList::INLINE`] of them (one decision looks at a handful).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TagList {
+    inline: [u32; TagList::INLINE],
+    len: usize,
+    more: Vec<u32>,
+}
+
+impl TagList {
+    const INLINE: usize = 12;
+
+    pub(crate) fn add(&mut self, l: u32) {
+        if self.iter().any(|x| x == l) {
+            return;
+        }
+        if self.len < Self::INLINE {
+            self.inline[self.len] = l;
+            self.len += 1;
+        } else {
+            self.more.push(l);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.inline[..self.len]
+            .iter()
+            .chain(self.more.iter())
+            .copied()
     }
 }
 
@@ -253,12 +300,17 @@ mod tests {
         assert_eq!(l.serves(es_mx, es), Some(true));
         assert_eq!(l.serves(es_ar, es_mx), None);
         assert_eq!(l.serves(en, es), None);
-        let mut v = Vec::new();
+        let mut v = TagList::default();
         l.servers_of(es, &mut v);
-        assert_eq!(v, [es, es_mx, es_ar]);
-        v.clear();
+        assert_eq!(v.iter().collect::<Vec<_>>(), [es, es_mx, es_ar]);
+        let mut v = TagList::default();
         l.servers_of(es_mx, &mut v);
-        assert_eq!(v, [es_mx, es]);
+        assert_eq!(v.iter().collect::<Vec<_>>(), [es_mx, es]);
+        let mut many = TagList::default();
+        for i in (0..20).chain(0..20) {
+            many.add(i);
+        }
+        assert_eq!(many.iter().collect::<Vec<_>>(), (0..20).collect::<Vec<_>>());
     }
 
     #[test]
@@ -272,5 +324,54 @@ mod tests {
         let email = &infos[names.get("email").unwrap() as usize];
         assert_eq!(email.units * 5, FULL_LOAD);
         assert!(infos[names.get("voice").unwrap() as usize].exclusive);
+    }
+}
+
+/// The fixed words of the outputs (rules, reasons), made once so that outputs share them.
+#[derive(Debug, Clone)]
+pub(crate) struct Words {
+    pub(crate) preferred_agent: Name,
+    pub(crate) sticky: Name,
+    /// By strategy: `longest_idle`, `least_occupied`, `best_skill_match`, `round_robin`.
+    strategies: [Name; 4],
+    pub(crate) timeout: Name,
+    pub(crate) rejected: Name,
+    pub(crate) abandoned: Name,
+    pub(crate) updated: Name,
+    pub(crate) agent_unavailable: Name,
+    pub(crate) missed_offers: Name,
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words {
+            preferred_agent: Name::from("preferred_agent"),
+            sticky: Name::from("sticky"),
+            strategies: [
+                Strategy::LongestIdle,
+                Strategy::LeastOccupied,
+                Strategy::BestSkillMatch,
+                Strategy::RoundRobin,
+            ]
+            .map(|s| Name::from(s.as_str())),
+            timeout: Name::from("timeout"),
+            rejected: Name::from("rejected"),
+            abandoned: Name::from("abandoned"),
+            updated: Name::from("updated"),
+            agent_unavailable: Name::from("agent_unavailable"),
+            missed_offers: Name::from("missed_offers"),
+        }
+    }
+}
+
+impl Words {
+    pub(crate) fn strategy(&self, s: Strategy) -> &Name {
+        let i = match s {
+            Strategy::LongestIdle => 0,
+            Strategy::LeastOccupied => 1,
+            Strategy::BestSkillMatch => 2,
+            Strategy::RoundRobin => 3,
+        };
+        &self.strategies[i]
     }
 }

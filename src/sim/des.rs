@@ -70,7 +70,7 @@ struct Standing {
     attempt: u32,
     /// The ids as the engine wrote them (moved out of its output, not copied).
     assignment_id: String,
-    contact_id: String,
+    contact_id: crate::engine::Name,
     agent: u32,
 }
 
@@ -497,9 +497,8 @@ impl<'a> Simulation<'a> {
                 let mut b = std::mem::replace(&mut self.bodies.completed, blank_completed());
                 match standing {
                     Some(o) => {
-                        // The contact's own id buffer goes with the event; the body's old one
-                        // is dropped with the standing offer.
-                        b.contact_id = o.contact_id;
+                        b.contact_id.clear();
+                        b.contact_id.push_str(&o.contact_id);
                         let id = b.agent_id.get_or_insert_with(String::new);
                         id.clear();
                         id.push_str(&self.agent_ids[o.agent as usize]);
