@@ -178,6 +178,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
         topic_names: HashMap::new(),
         out: Vec::new(),
+        metrics: metrics::Handles::default(),
         status: control.status,
         counts: Counts::default(),
         last_housekeeping: Instant::now(),
@@ -296,6 +297,8 @@ struct Daemon {
     topic_names: HashMap<String, Arc<str>>,
     /// Reused output buffer.
     out: Vec<Output>,
+    /// The record path's metric handles.
+    metrics: metrics::Handles,
     status: watch::Sender<Status>,
     counts: Counts,
     last_housekeeping: Instant,
@@ -840,7 +843,7 @@ impl Daemon {
                 }
             }
         }
-        metrics::record_consumed(topic);
+        self.metrics.record_consumed(topic);
         self.counts.consumed += 1;
         let Some(part) = self.parts.get_mut(&partition) else {
             return Ok(());
@@ -862,7 +865,7 @@ impl Daemon {
         match outcome {
             Outcome::DeadLetter(e) => {
                 tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "record dead-lettered");
-                metrics::dead_lettered(e.reason());
+                self.metrics.dead_lettered(e.reason());
                 self.counts.dead_lettered += 1;
                 producer::lock(&self.tracker).begin(&src, 1);
                 let headers = dlq::headers(e.reason(), &e.to_string(), topic, partition, offset);
@@ -879,7 +882,7 @@ impl Daemon {
                 return Ok(());
             }
             Outcome::Ignored { reason } => {
-                metrics::ignored(reason);
+                self.metrics.ignored(reason);
                 self.counts.ignored += 1;
             }
             Outcome::Routed { .. } => self.counts.routed += 1,
@@ -920,9 +923,10 @@ impl Daemon {
                     effect: Effect::Of(src.clone()),
                 })
                 .await?;
-            metrics::produced(partition::output_type(o));
+            self.metrics.produced(partition::output_type(o));
             if let Output::Offer(offer) = o {
-                metrics::offer(&offer.tenant, &offer.queue, &offer.channel);
+                self.metrics
+                    .offer(&offer.tenant, &offer.queue, &offer.channel);
             }
             self.counts.produced += 1;
         }
