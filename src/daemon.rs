@@ -8,12 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::{Stream, StreamExt};
+use rdkafka::consumer::MessageStream;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -168,15 +173,15 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         owned: BTreeSet::new(),
         snaps: HashMap::new(),
         clock_sent: HashMap::new(),
-        seeking: HashMap::new(),
-        delivered: HashMap::new(),
+        seeking: FxHashMap::default(),
+        delivered: FxHashMap::default(),
         lows: HashMap::new(),
         rebuilding: HashMap::new(),
         rebuild_generation: 0,
         rebuilt_tx,
         rebuilt_rx,
         next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
-        topic_names: HashMap::new(),
+        topic_names: FxHashMap::default(),
         out: Vec::new(),
         metrics: metrics::Handles::default(),
         status: control.status,
@@ -281,10 +286,10 @@ struct Daemon {
     clock_sent: HashMap<i32, Instant>,
     /// Input partitions whose consumer was moved back towards the state's position, and to
     /// which offset.
-    seeking: HashMap<(Arc<str>, i32), i64>,
+    seeking: FxHashMap<(Arc<str>, i32), i64>,
     /// The offset of the record the consumer handed over last, per input partition, since
     /// the last seek or assignment: two in a row prove there is nothing between them.
-    delivered: HashMap<(Arc<str>, i32), i64>,
+    delivered: FxHashMap<(Arc<str>, i32), i64>,
     /// First offset kept, per input partition (how far back a seek may go).
     lows: HashMap<(Arc<str>, i32), i64>,
     /// Partitions whose state is being looked up: (generation, task).
@@ -294,7 +299,7 @@ struct Daemon {
     rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
     next_snapshot_id: u64,
     /// Interned topic names for delivery tracking.
-    topic_names: HashMap<String, Arc<str>>,
+    topic_names: FxHashMap<String, Arc<str>>,
     /// Reused output buffer.
     out: Vec<Output>,
     /// The record path's metric handles.
@@ -305,6 +310,9 @@ struct Daemon {
     last_sla: Instant,
     last_status: Instant,
 }
+
+/// Records served per loop turn at most (see [`Daemon::drain`]).
+const BATCH: usize = 512;
 
 fn now_ms() -> Millis {
     SystemTime::now()
@@ -401,16 +409,20 @@ impl Daemon {
         mut reload: Option<mpsc::Receiver<Reload>>,
     ) -> Result<(), DaemonError> {
         let tick_interval = self.config.daemon.tick_interval;
+        // One stream for the whole run: `recv()` registers and drops a waker slot per record.
+        let mut stream = consumer.stream();
         loop {
+            // One clock read per turn; a turn serves a whole batch of records.
+            let now = Instant::now();
             self.apply_changes(consumer);
             if let Some(e) = producer::lock(&self.tracker).failure() {
                 return Err(e.into());
             }
-            self.snapshots(consumer, false).await?;
-            self.housekeeping().await?;
+            self.snapshots(consumer, false, now).await?;
+            self.housekeeping(now).await?;
 
             // Backpressure: too much unacknowledged output, stop reading until it drains.
-            if self.producer.in_flight() >= self.config.daemon.max_in_flight {
+            if self.backpressure() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
@@ -418,10 +430,9 @@ impl Daemon {
             }
 
             let wait = self
-                .next_clock_at()
+                .next_clock_at(now)
                 .map_or(tick_interval, |at| {
-                    at.saturating_duration_since(Instant::now())
-                        .min(tick_interval)
+                    at.saturating_duration_since(now).min(tick_interval)
                 })
                 // At least 1 ms, so that buffered records are served between timer rounds.
                 .max(Duration::from_millis(1));
@@ -436,14 +447,14 @@ impl Daemon {
                 },
                 Some(r) = self.rebuilt_rx.recv() => self.finish_rebuild(consumer, r),
                 _ = timer => self.send_clocks().await?,
-                m = consumer.recv() => match m {
-                    Ok(msg) => {
-                        // Owned, so the loop's future stays `Send` across the produce awaits.
-                        let msg = msg.detach();
+                m = stream.next() => match m {
+                    Some(Ok(msg)) => {
                         self.apply_changes(consumer);
                         self.process(consumer, &msg).await?;
+                        drop(msg);
+                        self.drain(consumer, &mut stream).await?;
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         let e = kafka::Error::Consume(e);
                         if e.is_fatal() {
                             return Err(e.into());
@@ -452,9 +463,47 @@ impl Daemon {
                         // librdkafka recovers by itself; do not spin on a burst of reports.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    // The stream of a consumer never ends.
+                    None => return Ok(()),
                 },
             }
         }
+    }
+
+    /// Serves the records the consumer already holds, up to [`BATCH`], without going back to
+    /// the loop's timers, snapshots and housekeeping between them: those run once per batch.
+    /// Stops at the first poll that has no record ready (or that served a rebalance, which the
+    /// next turn applies), at an error (left to the next turn), and under backpressure.
+    async fn drain(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        stream: &mut MessageStream<'_, RebalanceContext>,
+    ) -> Result<(), DaemonError> {
+        for n in 1..BATCH {
+            if n % 64 == 0 && self.backpressure() {
+                break;
+            }
+            let polled = Pin::new(&mut *stream).poll_next(&mut Context::from_waker(Waker::noop()));
+            let msg = match polled {
+                Poll::Ready(Some(Ok(msg))) => msg,
+                Poll::Ready(Some(Err(e))) => {
+                    let e = kafka::Error::Consume(e);
+                    if e.is_fatal() {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    break;
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            };
+            self.apply_changes(consumer);
+            self.process(consumer, &msg).await?;
+        }
+        Ok(())
+    }
+
+    fn backpressure(&self) -> bool {
+        self.producer.in_flight() >= self.config.daemon.max_in_flight
     }
 
     /// Applies ownership changes recorded by the rebalance callbacks. A partition this
@@ -638,6 +687,7 @@ impl Daemon {
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
         force: bool,
+        now: Instant,
     ) -> Result<(), DaemonError> {
         // Completed snapshots: their positions become the committed offsets.
         let done = producer::lock(&self.tracker).take_snapshots();
@@ -649,7 +699,7 @@ impl Daemon {
                 continue;
             };
             if want != id {
-                s.in_flight = Some((want, positions, Instant::now()));
+                s.in_flight = Some((want, positions, now));
                 continue;
             }
             for (topic, next) in &positions {
@@ -667,7 +717,7 @@ impl Daemon {
             let s = self.snaps.entry(p).or_default();
             if let Some((id, _, since)) = &s.in_flight {
                 // A chunk that failed leaves it incomplete for good; the next one replaces it.
-                if since.elapsed() > every.max(Duration::from_secs(30)) {
+                if now.saturating_duration_since(*since) > every.max(Duration::from_secs(30)) {
                     tracing::warn!(
                         partition = p,
                         id,
@@ -680,7 +730,9 @@ impl Daemon {
             }
             if s.waiting.is_none()
                 && part.positions() != &s.written
-                && (force || s.taken_at.is_none_or(|t| t.elapsed() >= every))
+                && (force
+                    || s.taken_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= every))
             {
                 match part.encode_state() {
                     Ok(bytes) => {
@@ -690,7 +742,7 @@ impl Daemon {
                             positions: part.positions().clone(),
                             bytes,
                         });
-                        s.taken_at = Some(Instant::now());
+                        s.taken_at = Some(now);
                     }
                     Err(e) => tracing::error!(partition = p, error = %e, "cannot encode state"),
                 }
@@ -717,7 +769,7 @@ impl Daemon {
             let chunks = recovery::chunks(&w.bytes, w.id);
             let key = p.to_string();
             producer::lock(&self.tracker).begin_snapshot(p, w.id, chunks.len() as u32);
-            s.in_flight = Some((w.id, w.positions, Instant::now()));
+            s.in_flight = Some((w.id, w.positions, now));
             metrics::snapshot_written(p, w.bytes.len());
             for (payload, headers) in chunks {
                 self.producer
@@ -756,7 +808,7 @@ impl Daemon {
         }
     }
 
-    fn source(&mut self, msg: &OwnedMessage) -> Source {
+    fn source(&mut self, msg: &BorrowedMessage<'_>) -> Source {
         (self.topic_name(msg.topic()), msg.partition(), msg.offset())
     }
 
@@ -777,7 +829,7 @@ impl Daemon {
     async fn process(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        msg: &OwnedMessage,
+        msg: &BorrowedMessage<'_>,
     ) -> Result<(), DaemonError> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let src = self.source(msg);
@@ -937,8 +989,11 @@ impl Daemon {
 
     /// When the next clock record is due: the earliest engine timer, but not sooner than
     /// `tick_interval` after the last clock record sent to that partition.
-    fn next_clock_at(&self) -> Option<Instant> {
-        let (now_wall, now) = (now_ms(), Instant::now());
+    fn next_clock_at(&self, now: Instant) -> Option<Instant> {
+        if self.parts.values().all(|p| p.next_deadline().is_none()) {
+            return None;
+        }
+        let now_wall = now_ms();
         let resend = self.config.daemon.tick_interval;
         self.parts
             .iter()
@@ -1018,9 +1073,9 @@ impl Daemon {
     }
 
     /// Gauges, SLA snapshots and the heartbeat, each at its own pace.
-    async fn housekeeping(&mut self) -> Result<(), DaemonError> {
-        if self.last_status.elapsed() >= Duration::from_millis(100) {
-            self.last_status = Instant::now();
+    async fn housekeeping(&mut self, now: Instant) -> Result<(), DaemonError> {
+        if now.saturating_duration_since(self.last_status) >= Duration::from_millis(100) {
+            self.last_status = now;
             let c = self.counts;
             self.publish_status(|s| {
                 s.consumed = c.consumed;
@@ -1030,8 +1085,8 @@ impl Daemon {
                 s.produced = c.produced;
             });
         }
-        if self.last_housekeeping.elapsed() >= Duration::from_secs(1) {
-            self.last_housekeeping = Instant::now();
+        if now.saturating_duration_since(self.last_housekeeping) >= Duration::from_secs(1) {
+            self.last_housekeeping = now;
             let (mut agents, mut available, mut waiting) = (0, 0, 0);
             for p in self.parts.values() {
                 let s = p.stats();
@@ -1044,8 +1099,8 @@ impl Daemon {
             // Consumer lag comes from librdkafka's statistics (see the rebalance context).
         }
         let every = self.config.daemon.sla_snapshot_interval;
-        if !every.is_zero() && self.last_sla.elapsed() >= every {
-            self.last_sla = Instant::now();
+        if !every.is_zero() && now.saturating_duration_since(self.last_sla) >= every {
+            self.last_sla = now;
             let now = now_ms();
             let mut records = Vec::new();
             for p in self.parts.values_mut() {
@@ -1088,9 +1143,9 @@ impl Daemon {
         tracing::info!(timeout = ?timeout, in_flight = self.producer.in_flight(), "stopping: flushing output");
         self.flush(deadline).await;
         if producer::lock(&self.tracker).failure().is_none() {
-            self.snapshots(consumer, true).await?;
+            self.snapshots(consumer, true, Instant::now()).await?;
             self.flush(deadline).await;
-            self.snapshots(consumer, false).await?;
+            self.snapshots(consumer, false, Instant::now()).await?;
         }
         let delivery_failure = producer::lock(&self.tracker).failure();
         match consumer.commit_consumer_state(CommitMode::Sync) {

@@ -235,8 +235,13 @@ impl Partition {
     /// Applies one record: a clock record fires timers, anything else is decoded and drives
     /// its tenant's engine. The caller has checked [`Partition::admit`].
     pub fn apply(&mut self, input: Input<'_>, out: &mut Vec<Output>) -> Outcome {
-        self.positions
-            .insert(input.topic.to_string(), input.offset + 1);
+        match self.positions.get_mut(input.topic) {
+            Some(next) => *next = input.offset + 1,
+            None => {
+                self.positions
+                    .insert(input.topic.to_string(), input.offset + 1);
+            }
+        }
         if let Some(ts) = input.timestamp {
             self.clock = self.clock.max(ts);
         }
