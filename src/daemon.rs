@@ -184,6 +184,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         topic_names: FxHashMap::default(),
         out: Vec::new(),
         metrics: metrics::Handles::default(),
+        encoded: Vec::with_capacity(1024),
         status: control.status,
         counts: Counts::default(),
         last_housekeeping: Instant::now(),
@@ -304,6 +305,8 @@ struct Daemon {
     out: Vec<Output>,
     /// The record path's metric handles.
     metrics: metrics::Handles,
+    /// Reused buffer for encoding one output.
+    encoded: Vec<u8>,
     status: watch::Sender<Status>,
     counts: Counts,
     last_housekeeping: Instant,
@@ -950,19 +953,20 @@ impl Daemon {
             return Ok(());
         };
         let (first, keep) = part.sequence(outputs.len());
-        let produce: Vec<(u64, &Output)> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (first + i as u64, o))
-            .filter(|(seq, _)| keep(*seq))
-            .collect();
-        let skipped = (outputs.len() - produce.len()) as u64;
+        let seqs = first..first + outputs.len() as u64;
+        let produce = seqs.clone().filter(|seq| keep(*seq)).count();
+        let skipped = (outputs.len() - produce) as u64;
         if skipped > 0 {
             metrics::suppressed(skipped);
         }
-        producer::lock(&self.tracker).begin(&src, produce.len() as u32);
-        for (seq, o) in produce {
-            let payload = serde_json::to_vec(o)?;
+        producer::lock(&self.tracker).begin(&src, produce as u32);
+        for (seq, o) in seqs.zip(&outputs) {
+            if !keep(seq) {
+                continue;
+            }
+            // Encoded into one reused buffer: librdkafka copies the payload when queueing.
+            self.encoded.clear();
+            serde_json::to_writer(&mut self.encoded, o)?;
             let tenant = partition::output_tenant(o);
             let headers = recovery::output_headers(seq, &src.0, src.1, src.2);
             self.producer
@@ -970,7 +974,7 @@ impl Daemon {
                     topic: &self.config.kafka.assignments_topic,
                     partition: Some(partition),
                     key: Some(tenant.as_bytes()),
-                    payload: Some(&payload),
+                    payload: Some(&self.encoded),
                     headers: Some(headers),
                     effect: Effect::Of(src.clone()),
                 })

@@ -51,11 +51,14 @@ pub struct Partition {
     max_record_bytes: usize,
     /// Offers not yet accepted or withdrawn, for the answered-wait histogram: (tenant,
     /// assignment id) → what the offer said. Bounded by the engines' open offers.
-    open_offers: HashMap<(String, String), OpenOffer>,
+    /// By tenant, then assignment id, so that look-ups need no key built.
+    open_offers: HashMap<String, HashMap<String, OpenOffer>>,
     /// Every engine's next timer, ordered by time, so the daemon's clock finds due engines and
     /// the next wake-up without scanning all tenants. `deadlines` is the same, by tenant.
-    timers: BTreeSet<(Millis, String)>,
-    deadlines: HashMap<String, Millis>,
+    /// Tenant names are shared between the two, so moving a timer allocates nothing; a
+    /// tenant without a timer keeps its entry in `deadlines` (with `None`).
+    timers: BTreeSet<(Millis, Arc<str>)>,
+    deadlines: HashMap<String, (Option<Millis>, Arc<str>)>,
     /// Engine time: the latest record timestamp or clock value seen on this partition.
     clock: Millis,
     /// Sequence number of the next output of this partition (header `omniroute.seq`).
@@ -295,8 +298,8 @@ impl Partition {
             Ok(()) => {
                 self.metrics.routed(event_type);
                 if let event::Body::OfferAccepted(a) = &event.body {
-                    let key = (event.tenant.clone(), a.assignment_id.clone());
-                    if let Some(o) = self.open_offers.remove(&key) {
+                    let open = self.open_offers.get_mut(&event.tenant);
+                    if let Some(o) = open.and_then(|m| m.remove(&a.assignment_id)) {
                         let waited = o.wait_ms + now.saturating_sub(o.offered_at);
                         self.metrics.answered_wait(
                             &event.tenant,
@@ -328,14 +331,14 @@ impl Partition {
     /// Fires every engine's timers due at `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
         let first = out.len();
-        let due: Vec<String> = self
+        let due: Vec<Arc<str>> = self
             .timers
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, tenant)| tenant.clone())
             .collect();
         for tenant in due {
-            if let Some(e) = self.engines.get_mut(&tenant) {
+            if let Some(e) = self.engines.get_mut(&*tenant) {
                 e.tick(now, out);
             }
             self.reschedule(&tenant);
@@ -346,20 +349,25 @@ impl Partition {
     /// Re-reads one engine's next timer into the index.
     fn reschedule(&mut self, tenant: &str) {
         let next = self.engines.get(tenant).and_then(Engine::next_deadline);
-        let old = self.deadlines.get(tenant).copied();
-        if next == old {
-            return;
-        }
-        if let Some(at) = old {
-            self.timers.remove(&(at, tenant.to_string()));
-        }
-        match next {
-            Some(at) => {
-                self.timers.insert((at, tenant.to_string()));
-                self.deadlines.insert(tenant.to_string(), at);
+        match self.deadlines.get_mut(tenant) {
+            Some((old, name)) => {
+                if *old == next {
+                    return;
+                }
+                if let Some(at) = *old {
+                    self.timers.remove(&(at, name.clone()));
+                }
+                if let Some(at) = next {
+                    self.timers.insert((at, name.clone()));
+                }
+                *old = next;
             }
             None => {
-                self.deadlines.remove(tenant);
+                if let Some(at) = next {
+                    let name: Arc<str> = Arc::from(tenant);
+                    self.timers.insert((at, name.clone()));
+                    self.deadlines.insert(tenant.to_string(), (next, name));
+                }
             }
         }
     }
@@ -369,8 +377,12 @@ impl Partition {
         for o in outputs {
             match o {
                 Output::Offer(x) => {
-                    self.open_offers.insert(
-                        (x.tenant.clone(), x.assignment_id.clone()),
+                    let open = match self.open_offers.get_mut(&x.tenant) {
+                        Some(open) => open,
+                        None => self.open_offers.entry(x.tenant.clone()).or_default(),
+                    };
+                    open.insert(
+                        x.assignment_id.clone(),
                         OpenOffer {
                             queue: x.queue.clone(),
                             channel: x.channel.clone(),
@@ -380,8 +392,9 @@ impl Partition {
                     );
                 }
                 Output::OfferWithdrawn(x) => {
-                    self.open_offers
-                        .remove(&(x.tenant.clone(), x.assignment_id.clone()));
+                    if let Some(open) = self.open_offers.get_mut(&x.tenant) {
+                        open.remove(&x.assignment_id);
+                    }
                 }
                 Output::AgentAway(_) => {}
             }
@@ -495,7 +508,8 @@ mod tests {
         let Some(Output::Offer(offer)) = out.first() else {
             panic!("expected an offer, got {out:?}")
         };
-        assert_eq!(p.open_offers.len(), 1);
+        let open = |p: &Partition| p.open_offers.values().map(HashMap::len).sum::<usize>();
+        assert_eq!(open(&p), 1);
         let accept = format!(
             r#"{{"type":"offer.accepted","id":"4","tenant":"t","ts":3000,"assignment_id":"{}","agent_id":"a","contact_id":"c"}}"#,
             offer.assignment_id
@@ -505,7 +519,7 @@ mod tests {
             p.process(3000, Some(accept.as_bytes()), &mut out),
             Outcome::Routed { .. }
         ));
-        assert!(p.open_offers.is_empty());
+        assert_eq!(open(&p), 0);
     }
 
     #[test]
