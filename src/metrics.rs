@@ -67,7 +67,7 @@ pub fn describe() {
     describe_histogram!(
         DECISION_SECONDS,
         metrics::Unit::Seconds,
-        "Engine time to handle one event."
+        "Engine time to handle one event (one event in 16 is timed)."
     );
     describe_gauge!(
         CONSUMER_LAG,
