@@ -850,9 +850,16 @@ impl Daemon {
                 metrics::replay_skipped();
                 return Ok(());
             }
-            // The consumer handed over the record before the expected one and then this one:
-            // offsets in between hold no record (offsets may have gaps).
-            Admit::Gap { expected } if previous.is_some_and(|q| q < expected) => {
+            // After a seek back, the consumer handed over the record before the expected one
+            // and then this one: offsets in between hold no record (offsets may have gaps).
+            // Only after a seek back: at the tail of the log a consumer can be shown the start
+            // of the last batch only (a high watermark at its base offset + 1), and its next
+            // fetch, from inside that batch, be answered with the batch after it — so a gap met
+            // while following the log is checked by seeking back first (the branch below). A
+            // batch behind a later record is wholly visible, so the proof holds after a seek.
+            Admit::Gap { expected }
+                if self.seeking.contains_key(&key) && previous.is_some_and(|q| q < expected) =>
+            {
                 tracing::info!(
                     topic,
                     partition,
