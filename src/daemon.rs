@@ -456,6 +456,10 @@ impl Daemon {
                         self.process(consumer, &msg).await?;
                         drop(msg);
                         self.drain(consumer, &mut stream).await?;
+                        // A consumer that always has records never makes this task wait; give
+                        // the worker to others once per batch. Tasks this one spawned (state
+                        // look-ups) sit in this worker's LIFO slot, which others cannot steal.
+                        tokio::task::yield_now().await;
                     }
                     Some(Err(e)) => {
                         let e = kafka::Error::Consume(e);
