@@ -8,12 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::{Stream, StreamExt};
+use rdkafka::consumer::MessageStream;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -168,16 +173,18 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         owned: BTreeSet::new(),
         snaps: HashMap::new(),
         clock_sent: HashMap::new(),
-        seeking: HashMap::new(),
-        delivered: HashMap::new(),
+        seeking: FxHashMap::default(),
+        delivered: FxHashMap::default(),
         lows: HashMap::new(),
         rebuilding: HashMap::new(),
         rebuild_generation: 0,
         rebuilt_tx,
         rebuilt_rx,
         next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
-        topic_names: HashMap::new(),
+        topic_names: FxHashMap::default(),
         out: Vec::new(),
+        metrics: metrics::Handles::default(),
+        encoded: Vec::with_capacity(1024),
         status: control.status,
         counts: Counts::default(),
         last_housekeeping: Instant::now(),
@@ -280,10 +287,10 @@ struct Daemon {
     clock_sent: HashMap<i32, Instant>,
     /// Input partitions whose consumer was moved back towards the state's position, and to
     /// which offset.
-    seeking: HashMap<(Arc<str>, i32), i64>,
+    seeking: FxHashMap<(Arc<str>, i32), i64>,
     /// The offset of the record the consumer handed over last, per input partition, since
     /// the last seek or assignment: two in a row prove there is nothing between them.
-    delivered: HashMap<(Arc<str>, i32), i64>,
+    delivered: FxHashMap<(Arc<str>, i32), i64>,
     /// First offset kept, per input partition (how far back a seek may go).
     lows: HashMap<(Arc<str>, i32), i64>,
     /// Partitions whose state is being looked up: (generation, task).
@@ -293,15 +300,22 @@ struct Daemon {
     rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
     next_snapshot_id: u64,
     /// Interned topic names for delivery tracking.
-    topic_names: HashMap<String, Arc<str>>,
+    topic_names: FxHashMap<String, Arc<str>>,
     /// Reused output buffer.
     out: Vec<Output>,
+    /// The record path's metric handles.
+    metrics: metrics::Handles,
+    /// Reused buffer for encoding one output.
+    encoded: Vec<u8>,
     status: watch::Sender<Status>,
     counts: Counts,
     last_housekeeping: Instant,
     last_sla: Instant,
     last_status: Instant,
 }
+
+/// Records served per loop turn at most (see [`Daemon::drain`]).
+const BATCH: usize = 512;
 
 fn now_ms() -> Millis {
     SystemTime::now()
@@ -398,16 +412,20 @@ impl Daemon {
         mut reload: Option<mpsc::Receiver<Reload>>,
     ) -> Result<(), DaemonError> {
         let tick_interval = self.config.daemon.tick_interval;
+        // One stream for the whole run: `recv()` registers and drops a waker slot per record.
+        let mut stream = consumer.stream();
         loop {
+            // One clock read per turn; a turn serves a whole batch of records.
+            let now = Instant::now();
             self.apply_changes(consumer);
             if let Some(e) = producer::lock(&self.tracker).failure() {
                 return Err(e.into());
             }
-            self.snapshots(consumer, false).await?;
-            self.housekeeping().await?;
+            self.snapshots(consumer, false, now).await?;
+            self.housekeeping(now).await?;
 
             // Backpressure: too much unacknowledged output, stop reading until it drains.
-            if self.producer.in_flight() >= self.config.daemon.max_in_flight {
+            if self.backpressure() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
@@ -415,10 +433,9 @@ impl Daemon {
             }
 
             let wait = self
-                .next_clock_at()
+                .next_clock_at(now)
                 .map_or(tick_interval, |at| {
-                    at.saturating_duration_since(Instant::now())
-                        .min(tick_interval)
+                    at.saturating_duration_since(now).min(tick_interval)
                 })
                 // At least 1 ms, so that buffered records are served between timer rounds.
                 .max(Duration::from_millis(1));
@@ -433,14 +450,18 @@ impl Daemon {
                 },
                 Some(r) = self.rebuilt_rx.recv() => self.finish_rebuild(consumer, r),
                 _ = timer => self.send_clocks().await?,
-                m = consumer.recv() => match m {
-                    Ok(msg) => {
-                        // Owned, so the loop's future stays `Send` across the produce awaits.
-                        let msg = msg.detach();
+                m = stream.next() => match m {
+                    Some(Ok(msg)) => {
                         self.apply_changes(consumer);
                         self.process(consumer, &msg).await?;
+                        drop(msg);
+                        self.drain(consumer, &mut stream).await?;
+                        // A consumer that always has records never makes this task wait; give
+                        // the worker to others once per batch. Tasks this one spawned (state
+                        // look-ups) sit in this worker's LIFO slot, which others cannot steal.
+                        tokio::task::yield_now().await;
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         let e = kafka::Error::Consume(e);
                         if e.is_fatal() {
                             return Err(e.into());
@@ -449,9 +470,47 @@ impl Daemon {
                         // librdkafka recovers by itself; do not spin on a burst of reports.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    // The stream of a consumer never ends.
+                    None => return Ok(()),
                 },
             }
         }
+    }
+
+    /// Serves the records the consumer already holds, up to [`BATCH`], without going back to
+    /// the loop's timers, snapshots and housekeeping between them: those run once per batch.
+    /// Stops at the first poll that has no record ready (or that served a rebalance, which the
+    /// next turn applies), at an error (left to the next turn), and under backpressure.
+    async fn drain(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        stream: &mut MessageStream<'_, RebalanceContext>,
+    ) -> Result<(), DaemonError> {
+        for n in 1..BATCH {
+            if n % 64 == 0 && self.backpressure() {
+                break;
+            }
+            let polled = Pin::new(&mut *stream).poll_next(&mut Context::from_waker(Waker::noop()));
+            let msg = match polled {
+                Poll::Ready(Some(Ok(msg))) => msg,
+                Poll::Ready(Some(Err(e))) => {
+                    let e = kafka::Error::Consume(e);
+                    if e.is_fatal() {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    break;
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            };
+            self.apply_changes(consumer);
+            self.process(consumer, &msg).await?;
+        }
+        Ok(())
+    }
+
+    fn backpressure(&self) -> bool {
+        self.producer.in_flight() >= self.config.daemon.max_in_flight
     }
 
     /// Applies ownership changes recorded by the rebalance callbacks. A partition this
@@ -635,6 +694,7 @@ impl Daemon {
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
         force: bool,
+        now: Instant,
     ) -> Result<(), DaemonError> {
         // Completed snapshots: their positions become the committed offsets.
         let done = producer::lock(&self.tracker).take_snapshots();
@@ -646,7 +706,7 @@ impl Daemon {
                 continue;
             };
             if want != id {
-                s.in_flight = Some((want, positions, Instant::now()));
+                s.in_flight = Some((want, positions, now));
                 continue;
             }
             for (topic, next) in &positions {
@@ -664,7 +724,7 @@ impl Daemon {
             let s = self.snaps.entry(p).or_default();
             if let Some((id, _, since)) = &s.in_flight {
                 // A chunk that failed leaves it incomplete for good; the next one replaces it.
-                if since.elapsed() > every.max(Duration::from_secs(30)) {
+                if now.saturating_duration_since(*since) > every.max(Duration::from_secs(30)) {
                     tracing::warn!(
                         partition = p,
                         id,
@@ -677,7 +737,9 @@ impl Daemon {
             }
             if s.waiting.is_none()
                 && part.positions() != &s.written
-                && (force || s.taken_at.is_none_or(|t| t.elapsed() >= every))
+                && (force
+                    || s.taken_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= every))
             {
                 match part.encode_state() {
                     Ok(bytes) => {
@@ -687,7 +749,7 @@ impl Daemon {
                             positions: part.positions().clone(),
                             bytes,
                         });
-                        s.taken_at = Some(Instant::now());
+                        s.taken_at = Some(now);
                     }
                     Err(e) => tracing::error!(partition = p, error = %e, "cannot encode state"),
                 }
@@ -714,7 +776,7 @@ impl Daemon {
             let chunks = recovery::chunks(&w.bytes, w.id);
             let key = p.to_string();
             producer::lock(&self.tracker).begin_snapshot(p, w.id, chunks.len() as u32);
-            s.in_flight = Some((w.id, w.positions, Instant::now()));
+            s.in_flight = Some((w.id, w.positions, now));
             metrics::snapshot_written(p, w.bytes.len());
             for (payload, headers) in chunks {
                 self.producer
@@ -753,7 +815,7 @@ impl Daemon {
         }
     }
 
-    fn source(&mut self, msg: &OwnedMessage) -> Source {
+    fn source(&mut self, msg: &BorrowedMessage<'_>) -> Source {
         (self.topic_name(msg.topic()), msg.partition(), msg.offset())
     }
 
@@ -774,7 +836,7 @@ impl Daemon {
     async fn process(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        msg: &OwnedMessage,
+        msg: &BorrowedMessage<'_>,
     ) -> Result<(), DaemonError> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let src = self.source(msg);
@@ -792,9 +854,16 @@ impl Daemon {
                 metrics::replay_skipped();
                 return Ok(());
             }
-            // The consumer handed over the record before the expected one and then this one:
-            // offsets in between hold no record (offsets may have gaps).
-            Admit::Gap { expected } if previous.is_some_and(|q| q < expected) => {
+            // After a seek back, the consumer handed over the record before the expected one
+            // and then this one: offsets in between hold no record (offsets may have gaps).
+            // Only after a seek back: at the tail of the log a consumer can be shown the start
+            // of the last batch only (a high watermark at its base offset + 1), and its next
+            // fetch, from inside that batch, be answered with the batch after it — so a gap met
+            // while following the log is checked by seeking back first (the branch below). A
+            // batch behind a later record is wholly visible, so the proof holds after a seek.
+            Admit::Gap { expected }
+                if self.seeking.contains_key(&key) && previous.is_some_and(|q| q < expected) =>
+            {
                 tracing::info!(
                     topic,
                     partition,
@@ -840,7 +909,7 @@ impl Daemon {
                 }
             }
         }
-        metrics::record_consumed(topic);
+        self.metrics.record_consumed(topic);
         self.counts.consumed += 1;
         let Some(part) = self.parts.get_mut(&partition) else {
             return Ok(());
@@ -862,7 +931,7 @@ impl Daemon {
         match outcome {
             Outcome::DeadLetter(e) => {
                 tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "record dead-lettered");
-                metrics::dead_lettered(e.reason());
+                self.metrics.dead_lettered(e.reason());
                 self.counts.dead_lettered += 1;
                 producer::lock(&self.tracker).begin(&src, 1);
                 let headers = dlq::headers(e.reason(), &e.to_string(), topic, partition, offset);
@@ -879,7 +948,7 @@ impl Daemon {
                 return Ok(());
             }
             Outcome::Ignored { reason } => {
-                metrics::ignored(reason);
+                self.metrics.ignored(reason);
                 self.counts.ignored += 1;
             }
             Outcome::Routed { .. } => self.counts.routed += 1,
@@ -895,19 +964,20 @@ impl Daemon {
             return Ok(());
         };
         let (first, keep) = part.sequence(outputs.len());
-        let produce: Vec<(u64, &Output)> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (first + i as u64, o))
-            .filter(|(seq, _)| keep(*seq))
-            .collect();
-        let skipped = (outputs.len() - produce.len()) as u64;
+        let seqs = first..first + outputs.len() as u64;
+        let produce = seqs.clone().filter(|seq| keep(*seq)).count();
+        let skipped = (outputs.len() - produce) as u64;
         if skipped > 0 {
             metrics::suppressed(skipped);
         }
-        producer::lock(&self.tracker).begin(&src, produce.len() as u32);
-        for (seq, o) in produce {
-            let payload = serde_json::to_vec(o)?;
+        producer::lock(&self.tracker).begin(&src, produce as u32);
+        for (seq, o) in seqs.zip(&outputs) {
+            if !keep(seq) {
+                continue;
+            }
+            // Encoded into one reused buffer: librdkafka copies the payload when queueing.
+            self.encoded.clear();
+            serde_json::to_writer(&mut self.encoded, o)?;
             let tenant = partition::output_tenant(o);
             let headers = recovery::output_headers(seq, &src.0, src.1, src.2);
             self.producer
@@ -915,14 +985,15 @@ impl Daemon {
                     topic: &self.config.kafka.assignments_topic,
                     partition: Some(partition),
                     key: Some(tenant.as_bytes()),
-                    payload: Some(&payload),
+                    payload: Some(&self.encoded),
                     headers: Some(headers),
                     effect: Effect::Of(src.clone()),
                 })
                 .await?;
-            metrics::produced(partition::output_type(o));
+            self.metrics.produced(partition::output_type(o));
             if let Output::Offer(offer) = o {
-                metrics::offer(&offer.tenant, &offer.queue, &offer.channel);
+                self.metrics
+                    .offer(&offer.tenant, &offer.queue, &offer.channel);
             }
             self.counts.produced += 1;
         }
@@ -933,8 +1004,11 @@ impl Daemon {
 
     /// When the next clock record is due: the earliest engine timer, but not sooner than
     /// `tick_interval` after the last clock record sent to that partition.
-    fn next_clock_at(&self) -> Option<Instant> {
-        let (now_wall, now) = (now_ms(), Instant::now());
+    fn next_clock_at(&self, now: Instant) -> Option<Instant> {
+        if self.parts.values().all(|p| p.next_deadline().is_none()) {
+            return None;
+        }
+        let now_wall = now_ms();
         let resend = self.config.daemon.tick_interval;
         self.parts
             .iter()
@@ -1014,9 +1088,9 @@ impl Daemon {
     }
 
     /// Gauges, SLA snapshots and the heartbeat, each at its own pace.
-    async fn housekeeping(&mut self) -> Result<(), DaemonError> {
-        if self.last_status.elapsed() >= Duration::from_millis(100) {
-            self.last_status = Instant::now();
+    async fn housekeeping(&mut self, now: Instant) -> Result<(), DaemonError> {
+        if now.saturating_duration_since(self.last_status) >= Duration::from_millis(100) {
+            self.last_status = now;
             let c = self.counts;
             self.publish_status(|s| {
                 s.consumed = c.consumed;
@@ -1026,8 +1100,8 @@ impl Daemon {
                 s.produced = c.produced;
             });
         }
-        if self.last_housekeeping.elapsed() >= Duration::from_secs(1) {
-            self.last_housekeeping = Instant::now();
+        if now.saturating_duration_since(self.last_housekeeping) >= Duration::from_secs(1) {
+            self.last_housekeeping = now;
             let (mut agents, mut available, mut waiting) = (0, 0, 0);
             for p in self.parts.values() {
                 let s = p.stats();
@@ -1040,8 +1114,8 @@ impl Daemon {
             // Consumer lag comes from librdkafka's statistics (see the rebalance context).
         }
         let every = self.config.daemon.sla_snapshot_interval;
-        if !every.is_zero() && self.last_sla.elapsed() >= every {
-            self.last_sla = Instant::now();
+        if !every.is_zero() && now.saturating_duration_since(self.last_sla) >= every {
+            self.last_sla = now;
             let now = now_ms();
             let mut records = Vec::new();
             for p in self.parts.values_mut() {
@@ -1084,9 +1158,9 @@ impl Daemon {
         tracing::info!(timeout = ?timeout, in_flight = self.producer.in_flight(), "stopping: flushing output");
         self.flush(deadline).await;
         if producer::lock(&self.tracker).failure().is_none() {
-            self.snapshots(consumer, true).await?;
+            self.snapshots(consumer, true, Instant::now()).await?;
             self.flush(deadline).await;
-            self.snapshots(consumer, false).await?;
+            self.snapshots(consumer, false, Instant::now()).await?;
         }
         let delivery_failure = producer::lock(&self.tracker).failure();
         match consumer.commit_consumer_state(CommitMode::Sync) {

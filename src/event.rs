@@ -245,9 +245,257 @@ pub fn decode(payload: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
         at: e.valid_up_to(),
     })?;
-    let event: Event = serde_json::from_str(text).map_err(classify)?;
+    // The direct decoder covers the usual layout; anything it does not take (a body field
+    // before `type`, a bad value, a duplicate key, …) goes through the reference decoder, which
+    // gives the accepted events and every rejection reason their definition.
+    let event = match direct::event(text) {
+        Some(e) => e,
+        None => reference(text)?,
+    };
     validate(&event)?;
     Ok(event)
+}
+
+/// The reference decoder: serde's internally tagged enum behind `#[serde(flatten)]`. It buffers
+/// every record into an intermediate tree before building the event, so the hot path uses
+/// [`direct`], and this one settles whatever `direct` does not take.
+fn reference(text: &str) -> Result<Event, DecodeError> {
+    serde_json::from_str(text).map_err(classify)
+}
+
+/// One pass over the record, without an intermediate tree: `id`, `tenant` and `ts` are read as
+/// they come, and once `type` is known the body's own (derived) deserializer reads the rest of
+/// the object directly, with the header fields picked out of its way.
+///
+/// It takes only what the reference decoder accepts, and gives the same event: each body is the
+/// same derived deserializer, fed the same fields. It gives up (`None`) on anything else — a
+/// body field before `type`, a duplicate header field, a `type` that is not a known name, any
+/// error at all — and the reference decoder then decides, so rejections keep their reasons.
+mod direct {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::value::{CowStrDeserializer, MapAccessDeserializer};
+    use serde::de::{self, Deserialize, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+
+    use super::{
+        AgentProfile, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
+        ContactUpdated, Event, Millis, OfferAnswer, WrapupDone,
+    };
+
+    pub(super) fn event(text: &str) -> Option<Event> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let event = de::Deserializer::deserialize_map(&mut de, EventVisitor).ok()?;
+        de.end().ok()?;
+        Some(event)
+    }
+
+    /// A top-level key: one of the header fields, or a body field (borrowed when unescaped).
+    enum Key<'de> {
+        Id,
+        Tenant,
+        Ts,
+        Type,
+        Body(Cow<'de, str>),
+    }
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl<'de> Visitor<'de> for KeyVisitor {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a field name")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key::header(v).unwrap_or(Key::Body(Cow::Borrowed(v))))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key::header(v).unwrap_or_else(|| Key::Body(Cow::Owned(v.to_string()))))
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    impl Key<'_> {
+        fn header(name: &str) -> Option<Self> {
+            Some(match name {
+                "id" => Key::Id,
+                "tenant" => Key::Tenant,
+                "ts" => Key::Ts,
+                "type" => Key::Type,
+                _ => return None,
+            })
+        }
+    }
+
+    /// The event types, by wire name only (the reference decoder also takes variant indexes).
+    #[derive(Clone, Copy)]
+    enum Kind {
+        ContactCreated,
+        ContactUpdated,
+        ContactAbandoned,
+        ContactCompleted,
+        AgentProfile,
+        AgentState,
+        OfferAccepted,
+        OfferRejected,
+        AgentWrapupDone,
+    }
+
+    impl<'de> Deserialize<'de> for Kind {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KindVisitor;
+            impl Visitor<'_> for KindVisitor {
+                type Value = Kind;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an event type")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                    Ok(match v {
+                        "contact.created" => Kind::ContactCreated,
+                        "contact.updated" => Kind::ContactUpdated,
+                        "contact.abandoned" => Kind::ContactAbandoned,
+                        "contact.completed" => Kind::ContactCompleted,
+                        "agent.profile" => Kind::AgentProfile,
+                        "agent.state" => Kind::AgentState,
+                        "offer.accepted" => Kind::OfferAccepted,
+                        "offer.rejected" => Kind::OfferRejected,
+                        "agent.wrapup_done" => Kind::AgentWrapupDone,
+                        _ => return Err(E::custom("unknown event type")),
+                    })
+                }
+            }
+            d.deserialize_str(KindVisitor)
+        }
+    }
+
+    struct Ts(Millis);
+
+    impl<'de> Deserialize<'de> for Ts {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::wire_ts::deserialize(d).map(Ts)
+        }
+    }
+
+    #[derive(Default)]
+    struct Header {
+        id: Option<String>,
+        tenant: Option<String>,
+        ts: Option<Millis>,
+    }
+
+    impl Header {
+        /// Reads the value of header key `key`; a second one is an error (as in the reference).
+        fn read<'de, A: MapAccess<'de>>(
+            &mut self,
+            key: &Key<'_>,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            fn once<T, E: de::Error>(slot: &mut Option<T>, v: T) -> Result<(), E> {
+                if slot.is_some() {
+                    return Err(E::custom("duplicate header field"));
+                }
+                *slot = Some(v);
+                Ok(())
+            }
+            match key {
+                Key::Id => once(&mut self.id, map.next_value::<String>()?),
+                Key::Tenant => once(&mut self.tenant, map.next_value::<String>()?),
+                Key::Ts => once(&mut self.ts, map.next_value::<Ts>()?.0),
+                Key::Type => Err(de::Error::custom("duplicate field `type`")),
+                Key::Body(_) => Err(de::Error::custom("not a header field")),
+            }
+        }
+    }
+
+    /// The rest of the object as the body's deserializer sees it: header fields are read into
+    /// `header` on the way and never reach the body.
+    struct BodyFields<'a, A> {
+        map: &'a mut A,
+        header: &'a mut Header,
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for BodyFields<'_, A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            loop {
+                match self.map.next_key::<Key<'de>>()? {
+                    None => return Ok(None),
+                    Some(Key::Body(name)) => {
+                        let name: CowStrDeserializer<'de, A::Error> = name.into_deserializer();
+                        return seed.deserialize(name).map(Some);
+                    }
+                    Some(key) => self.header.read(&key, self.map)?,
+                }
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, A::Error> {
+            self.map.next_value_seed(seed)
+        }
+    }
+
+    struct EventVisitor;
+
+    impl<'de> Visitor<'de> for EventVisitor {
+        type Value = Event;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an event object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+            let mut header = Header::default();
+            let kind = loop {
+                match map.next_key::<Key<'de>>()? {
+                    Some(Key::Type) => break map.next_value::<Kind>()?,
+                    Some(Key::Body(_)) | None => {
+                        return Err(de::Error::custom("body field before `type`"))
+                    }
+                    Some(key) => header.read(&key, &mut map)?,
+                }
+            };
+            let fields = MapAccessDeserializer::new(BodyFields {
+                map: &mut map,
+                header: &mut header,
+            });
+            let body = match kind {
+                Kind::ContactCreated => Body::ContactCreated(ContactCreated::deserialize(fields)?),
+                Kind::ContactUpdated => Body::ContactUpdated(ContactUpdated::deserialize(fields)?),
+                Kind::ContactAbandoned => Body::ContactAbandoned(ContactRef::deserialize(fields)?),
+                Kind::ContactCompleted => {
+                    Body::ContactCompleted(ContactCompleted::deserialize(fields)?)
+                }
+                Kind::AgentProfile => Body::AgentProfile(AgentProfile::deserialize(fields)?),
+                Kind::AgentState => Body::AgentState(AgentStateChange::deserialize(fields)?),
+                Kind::OfferAccepted => Body::OfferAccepted(OfferAnswer::deserialize(fields)?),
+                Kind::OfferRejected => Body::OfferRejected(OfferAnswer::deserialize(fields)?),
+                Kind::AgentWrapupDone => Body::AgentWrapupDone(WrapupDone::deserialize(fields)?),
+            };
+            match header {
+                Header {
+                    id: Some(id),
+                    tenant: Some(tenant),
+                    ts: Some(ts),
+                } => Ok(Event {
+                    id,
+                    tenant,
+                    ts,
+                    body,
+                }),
+                _ => Err(de::Error::custom("missing header field")),
+            }
+        }
+    }
 }
 
 /// Sorts a serde_json error into a reason. Only the error path pays for the string matching.
@@ -464,6 +712,129 @@ mod tests {
         }
         let big = vec![b' '; 100];
         assert_eq!(decode(&big, 10).unwrap_err().reason(), "oversized");
+    }
+
+    /// One valid event of every type, every optional field set somewhere.
+    const CORPUS: &[&str] = &[
+        r#"{"type":"contact.created","id":"e1","tenant":"t","ts":"2026-11-23T10:00:00.250-06:00","contact_id":"c1","channel":"chat","customer_id":"k","language":"es-MX","queue":"sales","required_skills":{"returns":5},"preferred_skills":{"vip":2},"priority":-3,"preferred_agent":"a1","handoff":{"bot":"sofia","intent":"refund","summary":"s"}}"#,
+        r#"{"type":"contact.created","id":"e1b","tenant":"t","ts":5,"contact_id":"c\u00e9","channel":"voice","customer_id":"k","language":"pt-BR","handoff":null,"extra":[1,{"a":null}]}"#,
+        r#"{"type":"contact.updated","id":"e2","tenant":"t","ts":5.5,"contact_id":"c1","priority":4,"required_skills":{"x":1},"preferred_skills":null,"queue":"q2","language":"en"}"#,
+        r#"{"type":"contact.abandoned","id":"e3","tenant":"t","ts":7,"contact_id":"c1"}"#,
+        r#"{"type":"contact.completed","id":"e4","tenant":"t","ts":7,"contact_id":"c1","agent_id":"a1"}"#,
+        r#"{"type":"agent.profile","id":"e5","tenant":"t","ts":7,"agent_id":"a1","skills":{"a":10,"b":1},"languages":["es","pt-BR"],"capacity":{"chat":3,"voice":0},"queues":["sales"]}"#,
+        r#"{"type":"agent.state","id":"e6","tenant":"t","ts":7,"agent_id":"a1","state":"away","reason":"lunch"}"#,
+        r#"{"type":"offer.accepted","id":"e7","tenant":"t","ts":7,"assignment_id":"c1#1","agent_id":"a1","contact_id":"c1"}"#,
+        r#"{"type":"offer.rejected","id":"e8","tenant":"t","ts":7,"assignment_id":"c1#1","agent_id":"a1","contact_id":"c1","reason":"busy"}"#,
+        r#"{"type":"agent.wrapup_done","id":"e9","tenant":"t","ts":7,"agent_id":"a1","contact_id":"c1"}"#,
+    ];
+
+    /// Variants of `json` (an object): fields reordered, each dropped, duplicated, or given
+    /// other values; header fields escaped; `type` as a variant index.
+    fn variants(json: &str) -> Vec<String> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    fields.push((serde_json::to_string(&k).unwrap(), v.to_string()));
+                }
+                Ok(fields)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(json);
+        let fields = serde::Deserializer::deserialize_map(&mut de, InOrder).unwrap();
+        let join = |fs: &[(String, String)]| {
+            let inner: Vec<String> = fs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        };
+        let mut out = vec![json.to_string(), join(&fields)];
+        let mut rev = fields.clone();
+        rev.reverse();
+        out.push(join(&rev));
+        for i in 0..fields.len() {
+            let mut f = fields.clone();
+            f.remove(i);
+            out.push(join(&f));
+            let mut f = fields.clone();
+            f.push(fields[i].clone());
+            out.push(join(&f));
+            let mut f = fields.clone();
+            let moved = f.remove(i);
+            f.insert(0, moved);
+            out.push(join(&f));
+            for other in [
+                "7",
+                "-1",
+                "300",
+                "1.5",
+                "null",
+                "true",
+                "\"\"",
+                "\"x\"",
+                "{}",
+                "[]",
+                "[\"x\"]",
+                "{\"k\":0}",
+                "{\"k\":11}",
+                "0",
+                "9",
+                "\"available\"",
+            ] {
+                let mut f = fields.clone();
+                f[i].1 = other.to_string();
+                out.push(join(&f));
+            }
+        }
+        out.push(json.replacen("\"type\"", "\"t\\u0079pe\"", 1));
+        out.push(json.replacen("\"tenant\"", "\"tenan\\u0074\"", 1));
+        out.push(json.replacen("{", "{\"x\":1,", 1));
+        out.push(json.replacen("}", "} x", 1));
+        out.push(format!("[{json}]"));
+        out.push(format!("{json} "));
+        out
+    }
+
+    #[test]
+    fn the_direct_decoder_agrees_with_the_reference_on_every_variant() {
+        let (mut direct_hits, mut accepted) = (0, 0);
+        for json in CORPUS {
+            for v in variants(json) {
+                let parsed = reference(&v);
+                accepted += usize::from(parsed.is_ok());
+                let checked = parsed.clone().and_then(|e| validate(&e).map(|()| e));
+                assert_eq!(dec(&v), checked, "{v}");
+                if let Some(e) = direct::event(&v) {
+                    direct_hits += 1;
+                    assert_eq!(Ok(&e), parsed.as_ref(), "direct took {v}");
+                }
+            }
+            assert!(
+                direct::event(json).is_some(),
+                "the usual layout is direct: {json}"
+            );
+        }
+        // Most variants are rejections; of the accepted ones, only those with a body field
+        // before `type` or a `type` given as a variant index take the reference path.
+        assert!(
+            direct_hits * 4 > accepted * 3,
+            "{direct_hits} of {accepted}"
+        );
+    }
+
+    #[test]
+    fn the_daemons_own_encoding_is_decoded_directly() {
+        for json in CORPUS {
+            let e = dec(json).unwrap();
+            let again = serde_json::to_string(&e).unwrap();
+            assert_eq!(direct::event(&again).as_ref(), Some(&e), "{again}");
+        }
     }
 
     #[test]

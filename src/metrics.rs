@@ -3,7 +3,11 @@
 //! Call [`describe`] once at start-up; the helpers keep label sets bounded (reasons and types are
 //! short static codes, partitions and topics are few).
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
+use rustc_hash::FxHashMap;
 
 pub const RECORDS_CONSUMED: &str = "omniroute_records_consumed_total";
 pub const DLQ_RECORDS: &str = "omniroute_dlq_records_total";
@@ -63,7 +67,7 @@ pub fn describe() {
     describe_histogram!(
         DECISION_SECONDS,
         metrics::Unit::Seconds,
-        "Engine time to handle one event."
+        "Engine time to handle one event (one event in 16 is timed)."
     );
     describe_gauge!(
         CONSUMER_LAG,
@@ -172,38 +176,140 @@ pub fn sla_snapshot(s: &crate::engine::SlaSnapshot) {
     counter!(SLA_ABANDONED, &labels).absolute(total.abandoned);
 }
 
-/// One answered contact's wait.
-pub(crate) fn answered_wait(tenant: &str, queue: &str, channel: &str, seconds: f64) {
-    histogram!(SLA_WAIT, "tenant" => tenant.to_string(), "queue" => queue.to_string(),
-        "channel" => channel.to_string())
-    .record(seconds);
+/// Handles of the metrics the record path updates, each registered once on first use and kept:
+/// registering resolves the name and labels in the recorder's registry (hashing, comparing,
+/// allocating label strings), which per record cost more than the update itself.
+///
+/// Handles belong to the recorder installed when they are first used, so the daemon creates
+/// them after [`install_prometheus`]. Label sets stay as bounded as before: static codes, the
+/// input topics, and (tenant, queue, channel) of the offers made.
+#[derive(Default)]
+pub struct Handles {
+    consumed: Vec<(String, Counter)>,
+    routed: Vec<(&'static str, Counter)>,
+    ignored: Vec<(&'static str, Counter)>,
+    dead_lettered: Vec<(&'static str, Counter)>,
+    produced: Vec<(&'static str, Counter)>,
+    decision: Option<Histogram>,
+    offers: ByQueue<Counter>,
+    answered_wait: ByQueue<Histogram>,
 }
 
-pub(crate) fn record_consumed(topic: &str) {
-    counter!(RECORDS_CONSUMED, "topic" => topic.to_string()).increment(1);
+/// A handle per static label value; the few values are scanned, not hashed.
+fn by_code<'c, H>(
+    cache: &'c mut Vec<(&'static str, H)>,
+    code: &'static str,
+    make: impl FnOnce() -> H,
+) -> &'c H {
+    let i = match cache.iter().position(|(c, _)| *c == code) {
+        Some(i) => i,
+        None => {
+            cache.push((code, make()));
+            cache.len() - 1
+        }
+    };
+    &cache[i].1
 }
 
-pub(crate) fn dead_lettered(reason: &'static str) {
-    counter!(DLQ_RECORDS, "reason" => reason).increment(1);
+/// Handles by (tenant, queue, channel), looked up without building the key.
+struct ByQueue<H>(FxHashMap<String, FxHashMap<String, FxHashMap<String, H>>>);
+
+impl<H> Default for ByQueue<H> {
+    fn default() -> Self {
+        ByQueue(FxHashMap::default())
+    }
 }
 
-pub(crate) fn ignored(reason: &'static str) {
-    counter!(EVENTS_IGNORED, "reason" => reason).increment(1);
+impl<H> ByQueue<H> {
+    fn get(&mut self, tenant: &str, queue: &str, channel: &str, make: impl FnOnce() -> H) -> &H {
+        fn level<'m, V: Default>(m: &'m mut FxHashMap<String, V>, k: &str) -> &'m mut V {
+            if !m.contains_key(k) {
+                m.insert(k.to_string(), V::default());
+            }
+            m.get_mut(k).expect("inserted above")
+        }
+        let by_channel = level(level(&mut self.0, tenant), queue);
+        if !by_channel.contains_key(channel) {
+            by_channel.insert(channel.to_string(), make());
+        }
+        &by_channel[channel]
+    }
 }
 
-pub(crate) fn routed(event_type: &'static str, seconds: f64) {
-    counter!(EVENTS_ROUTED, "type" => event_type).increment(1);
-    histogram!(DECISION_SECONDS).record(seconds);
-}
+impl Handles {
+    pub(crate) fn record_consumed(&mut self, topic: &str) {
+        let i = match self.consumed.iter().position(|(t, _)| t == topic) {
+            Some(i) => i,
+            None => {
+                let c = counter!(RECORDS_CONSUMED, "topic" => topic.to_string());
+                self.consumed.push((topic.to_string(), c));
+                self.consumed.len() - 1
+            }
+        };
+        self.consumed[i].1.increment(1);
+    }
 
-pub(crate) fn produced(output_type: &'static str) {
-    counter!(ASSIGNMENTS_PRODUCED, "type" => output_type).increment(1);
-}
+    pub(crate) fn dead_lettered(&mut self, reason: &'static str) {
+        by_code(
+            &mut self.dead_lettered,
+            reason,
+            || counter!(DLQ_RECORDS, "reason" => reason),
+        )
+        .increment(1);
+    }
 
-pub(crate) fn offer(tenant: &str, queue: &str, channel: &str) {
-    counter!(OFFERS, "tenant" => tenant.to_string(), "queue" => queue.to_string(),
-        "channel" => channel.to_string())
-    .increment(1);
+    pub(crate) fn ignored(&mut self, reason: &'static str) {
+        by_code(
+            &mut self.ignored,
+            reason,
+            || counter!(EVENTS_IGNORED, "reason" => reason),
+        )
+        .increment(1);
+    }
+
+    pub(crate) fn routed(&mut self, event_type: &'static str) {
+        by_code(
+            &mut self.routed,
+            event_type,
+            || counter!(EVENTS_ROUTED, "type" => event_type),
+        )
+        .increment(1);
+    }
+
+    /// Engine time of one event.
+    pub(crate) fn decision(&mut self, seconds: f64) {
+        self.decision
+            .get_or_insert_with(|| histogram!(DECISION_SECONDS))
+            .record(seconds);
+    }
+
+    pub(crate) fn produced(&mut self, output_type: &'static str) {
+        by_code(
+            &mut self.produced,
+            output_type,
+            || counter!(ASSIGNMENTS_PRODUCED, "type" => output_type),
+        )
+        .increment(1);
+    }
+
+    pub(crate) fn offer(&mut self, tenant: &str, queue: &str, channel: &str) {
+        self.offers
+            .get(tenant, queue, channel, || {
+                counter!(OFFERS, "tenant" => tenant.to_string(), "queue" => queue.to_string(),
+                    "channel" => channel.to_string())
+            })
+            .increment(1);
+    }
+
+    /// One answered contact's wait.
+    pub(crate) fn answered_wait(&mut self, tenant: &str, queue: &str, channel: &str, seconds: f64) {
+        self.answered_wait
+            .get(tenant, queue, channel, || {
+                histogram!(SLA_WAIT, "tenant" => tenant.to_string(), "queue" => queue.to_string(),
+                    "channel" => channel.to_string())
+            })
+            .record(seconds);
+    }
 }
 
 pub(crate) fn lag(partition: i32, records: i64) {

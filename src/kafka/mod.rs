@@ -109,6 +109,10 @@ pub fn consumer_settings(config: &Config) -> Result<ClientConfig, Error> {
             // put a 0.5 s floor under routing latency on brokers that do not answer a waiting
             // fetch as soon as records arrive (Tansu); 10 ms costs a few idle fetches per second.
             ("fetch.wait.max.ms", "10".into()),
+            // When the local queue holds its maximum (`queued.max.messages.kbytes`), fetching
+            // pauses for this long; librdkafka's 1000 ms left a consumer that drains a
+            // backlog idle for 0.2–0.5 s each time it emptied the queue.
+            ("fetch.queue.backoff.ms", "10".into()),
             // Feeds the consumer-lag gauge; operators may change the pace.
             ("statistics.interval.ms", "5000".into()),
             (

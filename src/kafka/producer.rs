@@ -2,6 +2,8 @@
 //! delivery tracking per source offset and backpressure when its queue is full.
 
 use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ pub enum Effect {
 /// offsets whose effects are all acknowledged get stored.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    parts: HashMap<(Arc<str>, i32), PartTrack>,
+    parts: FxHashMap<(Arc<str>, i32), PartTrack>,
     /// First delivery that failed for good; the daemon stops on it (its offset must not pass).
     failed: Option<(String, String)>,
     /// Snapshot chunks still unacknowledged, by (input partition, snapshot id).
