@@ -163,6 +163,104 @@ impl Agent {
     }
 }
 
+/// What an agent offers a search, read by every eligibility check: skills with levels,
+/// languages and queues served, in one cache line per agent in a dense array beside the pools'
+/// stamps, so that checking an agent a search meets reads one line instead of the agent and
+/// three vectors. Only an agent whose profile does not fit ([`Hot::INLINE_SKILLS`] skills,
+/// [`Hot::INLINE_LANGS`] languages, [`Hot::INLINE_QUEUES`] queues, ids below 2^16) is checked
+/// on the agent itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C, align(64))]
+pub(crate) struct Hot {
+    /// `skill id << 8 | level`, sorted by skill id.
+    skills: [u32; Hot::INLINE_SKILLS],
+    langs: [u16; Hot::INLINE_LANGS],
+    queues: [u16; Hot::INLINE_QUEUES],
+    n_skills: u8,
+    n_langs: u8,
+    /// 0 = every queue.
+    n_queues: u8,
+    /// The profile did not fit: read the agent.
+    spilled: bool,
+}
+
+impl Hot {
+    pub(crate) const INLINE_SKILLS: usize = 11;
+    pub(crate) const INLINE_LANGS: usize = 4;
+    pub(crate) const INLINE_QUEUES: usize = 4;
+
+    /// The record of `agent`'s current profile.
+    pub(crate) fn of(agent: &Agent) -> Hot {
+        let mut h = Hot::default();
+        let small = |id: u32| id < 1 << 16;
+        if agent.skills.len() > Hot::INLINE_SKILLS
+            || agent.languages.len() > Hot::INLINE_LANGS
+            || agent.queues.len() > Hot::INLINE_QUEUES
+            || agent.skills.iter().any(|s| !small(s.0))
+            || !agent.languages.iter().all(|&l| small(l))
+            || !agent.queues.iter().all(|&q| small(q))
+        {
+            h.spilled = true;
+            return h;
+        }
+        for (d, &(s, l)) in h.skills.iter_mut().zip(&agent.skills) {
+            *d = s << 8 | u32::from(l);
+        }
+        for (d, &l) in h.langs.iter_mut().zip(&agent.languages) {
+            *d = l as u16;
+        }
+        for (d, &q) in h.queues.iter_mut().zip(&agent.queues) {
+            *d = q as u16;
+        }
+        h.n_skills = agent.skills.len() as u8;
+        h.n_langs = agent.languages.len() as u8;
+        h.n_queues = agent.queues.len() as u8;
+        h
+    }
+
+    pub(crate) fn spilled(&self) -> bool {
+        self.spilled
+    }
+}
+
+/// The parts of a profile an eligibility check reads, from the agent or its [`Hot`] record.
+pub(crate) trait Profile {
+    fn level(&self, skill: u32) -> u8;
+    fn serves_queue(&self, queue: u32) -> bool;
+    /// The agent's `i`th language, in profile order.
+    fn language(&self, i: usize) -> Option<u32>;
+}
+
+impl Profile for Agent {
+    fn level(&self, skill: u32) -> u8 {
+        Agent::level(self, skill)
+    }
+    fn serves_queue(&self, queue: u32) -> bool {
+        Agent::serves_queue(self, queue)
+    }
+    fn language(&self, i: usize) -> Option<u32> {
+        self.languages.get(i).copied()
+    }
+}
+
+impl Profile for Hot {
+    fn level(&self, skill: u32) -> u8 {
+        self.skills[..usize::from(self.n_skills)]
+            .iter()
+            .find(|&&s| s >> 8 == skill)
+            .map_or(0, |&s| s as u8)
+    }
+    fn serves_queue(&self, queue: u32) -> bool {
+        self.n_queues == 0
+            || self.queues[..usize::from(self.n_queues)]
+                .iter()
+                .any(|&q| u32::from(q) == queue)
+    }
+    fn language(&self, i: usize) -> Option<u32> {
+        (i < usize::from(self.n_langs)).then(|| u32::from(self.langs[i]))
+    }
+}
+
 /// An agent's stamps in the pools' lazy queues, kept apart from the agents in one dense array
 /// (16 bytes an agent), so that checking whether an entry is live does not touch the agent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,15 +270,19 @@ pub(crate) struct Stamps {
     pub(crate) idle: u64,
     /// Of the agent's entries in the `order` queues while it is filed; 0 otherwise.
     pub(crate) order: u64,
-    /// Bit `c` set when the agent can take one more contact of channel `c` (channels 0–63), as
-    /// of its last change: lets a search pass over agents without room on the contact's channel
+    /// Bit `c` set when the agent is available and can take one more contact of channel `c`
+    /// (channels 0–63), as of its last change (exact: every change re-computes it): lets a search pass over agents without room on the contact's channel
     /// without touching them.
     pub(crate) takes: u64,
 }
 
 impl Agent {
     /// The [`Stamps::takes`] mask: channels (below 64) on which one more contact fits now.
+    /// Zero while the agent is not available: no channel takes a contact then.
     pub(crate) fn takes_mask(&self, channels: &[ChannelInfo]) -> u64 {
+        if self.state != AgentState::Available {
+            return 0;
+        }
         channels
             .iter()
             .take(64)
@@ -396,6 +498,8 @@ pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
     /// By agent index.
     stamps: Vec<Stamps>,
+    /// By agent index: the profile fields eligibility reads.
+    hot: Vec<Hot>,
     /// Last stamp handed out (0 = none).
     last_stamp: u64,
 }
@@ -430,6 +534,20 @@ impl Pools {
     /// Every agent's stamps, by agent index (agents never filed may be missing at the end).
     pub(crate) fn stamps(&self) -> &[Stamps] {
         &self.stamps
+    }
+
+    /// Every agent's hot record, by agent index (agents without a profile may be missing).
+    pub(crate) fn hot(&self) -> &[Hot] {
+        &self.hot
+    }
+
+    /// Records agent `idx`'s profile (after any change to its skills, languages or queues).
+    pub(crate) fn set_hot(&mut self, idx: u32, agent: &Agent) {
+        let i = idx as usize;
+        if self.hot.len() <= i {
+            self.hot.resize(i + 1, Hot::default());
+        }
+        self.hot[i] = Hot::of(agent);
     }
 
     /// Records what agent `idx` can take now (after any change to its load, capacity or state).
