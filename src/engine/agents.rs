@@ -163,24 +163,131 @@ impl Agent {
     }
 }
 
+/// What an agent offers a search, read by every eligibility check: skills with levels,
+/// languages and queues served, in one cache line per agent in a dense array beside the pools'
+/// stamps, so that checking an agent a search meets reads one line instead of the agent and
+/// three vectors. Only an agent whose profile does not fit ([`Hot::INLINE_SKILLS`] skills,
+/// [`Hot::INLINE_LANGS`] languages, [`Hot::INLINE_QUEUES`] queues, ids below 2^16) is checked
+/// on the agent itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C, align(64))]
+pub(crate) struct Hot {
+    /// `skill id << 8 | level`, sorted by skill id.
+    skills: [u32; Hot::INLINE_SKILLS],
+    langs: [u16; Hot::INLINE_LANGS],
+    queues: [u16; Hot::INLINE_QUEUES],
+    n_skills: u8,
+    n_langs: u8,
+    /// 0 = every queue.
+    n_queues: u8,
+    /// The profile did not fit: read the agent.
+    spilled: bool,
+}
+
+impl Hot {
+    pub(crate) const INLINE_SKILLS: usize = 11;
+    pub(crate) const INLINE_LANGS: usize = 4;
+    pub(crate) const INLINE_QUEUES: usize = 4;
+
+    /// The record of `agent`'s current profile.
+    pub(crate) fn of(agent: &Agent) -> Hot {
+        let mut h = Hot::default();
+        let small = |id: u32| id < 1 << 16;
+        if agent.skills.len() > Hot::INLINE_SKILLS
+            || agent.languages.len() > Hot::INLINE_LANGS
+            || agent.queues.len() > Hot::INLINE_QUEUES
+            || agent.skills.iter().any(|s| !small(s.0))
+            || !agent.languages.iter().all(|&l| small(l))
+            || !agent.queues.iter().all(|&q| small(q))
+        {
+            h.spilled = true;
+            return h;
+        }
+        for (d, &(s, l)) in h.skills.iter_mut().zip(&agent.skills) {
+            *d = s << 8 | u32::from(l);
+        }
+        for (d, &l) in h.langs.iter_mut().zip(&agent.languages) {
+            *d = l as u16;
+        }
+        for (d, &q) in h.queues.iter_mut().zip(&agent.queues) {
+            *d = q as u16;
+        }
+        h.n_skills = agent.skills.len() as u8;
+        h.n_langs = agent.languages.len() as u8;
+        h.n_queues = agent.queues.len() as u8;
+        h
+    }
+
+    pub(crate) fn spilled(&self) -> bool {
+        self.spilled
+    }
+}
+
+/// The parts of a profile an eligibility check reads, from the agent or its [`Hot`] record.
+pub(crate) trait Profile {
+    fn level(&self, skill: u32) -> u8;
+    fn serves_queue(&self, queue: u32) -> bool;
+    /// The agent's `i`th language, in profile order.
+    fn language(&self, i: usize) -> Option<u32>;
+}
+
+impl Profile for Agent {
+    fn level(&self, skill: u32) -> u8 {
+        Agent::level(self, skill)
+    }
+    fn serves_queue(&self, queue: u32) -> bool {
+        Agent::serves_queue(self, queue)
+    }
+    fn language(&self, i: usize) -> Option<u32> {
+        self.languages.get(i).copied()
+    }
+}
+
+impl Profile for Hot {
+    fn level(&self, skill: u32) -> u8 {
+        self.skills[..usize::from(self.n_skills)]
+            .iter()
+            .find(|&&s| s >> 8 == skill)
+            .map_or(0, |&s| s as u8)
+    }
+    fn serves_queue(&self, queue: u32) -> bool {
+        self.n_queues == 0
+            || self.queues[..usize::from(self.n_queues)]
+                .iter()
+                .any(|&q| u32::from(q) == queue)
+    }
+    fn language(&self, i: usize) -> Option<u32> {
+        (i < usize::from(self.n_langs)).then(|| u32::from(self.langs[i]))
+    }
+}
+
 /// An agent's stamps in the pools' lazy queues, kept apart from the agents in one dense array
 /// (16 bytes an agent), so that checking whether an entry is live does not touch the agent.
+///
+/// A stamp counts the agent's own entries and exits: odd while the agent is in that order (its
+/// entries with this stamp are live), even otherwise. Per agent rather than global, it fits in
+/// 32 bits (an agent would have to become idle two billion times to come round, and its dead
+/// entries are compacted long before), which keeps both the array and the queue entries small.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Stamps {
-    /// Of the agent's entries in the `idle` queues while it is filed without work; 0 otherwise.
+    /// Of the agent's entries in the `idle` queues: odd while it is filed without work.
     /// Entries with another stamp are dead.
-    pub(crate) idle: u64,
-    /// Of the agent's entries in the `order` queues while it is filed; 0 otherwise.
-    pub(crate) order: u64,
-    /// Bit `c` set when the agent can take one more contact of channel `c` (channels 0–63), as
-    /// of its last change: lets a search pass over agents without room on the contact's channel
-    /// without touching them.
+    pub(crate) idle: u32,
+    /// Of the agent's entries in the `order` queues: odd while it is filed.
+    pub(crate) order: u32,
+    /// Bit `c` set when the agent is available and can take one more contact of channel `c`
+    /// (channels 0–63), as of its last change (exact: every change re-computes it): lets a
+    /// search pass over agents without room on the contact's channel without touching them.
     pub(crate) takes: u64,
 }
 
 impl Agent {
     /// The [`Stamps::takes`] mask: channels (below 64) on which one more contact fits now.
+    /// Zero while the agent is not available: no channel takes a contact then.
     pub(crate) fn takes_mask(&self, channels: &[ChannelInfo]) -> u64 {
+        if self.state != AgentState::Available {
+            return 0;
+        }
         channels
             .iter()
             .take(64)
@@ -192,7 +299,7 @@ impl Agent {
 
 /// One entry of a pool's lazy orders: (idle since, agent index, stamp). The entry is live while
 /// the agent's stamp for that order is still the entry's.
-pub(crate) type IdleEntry = (Millis, u32, u64);
+pub(crate) type IdleEntry = (Millis, u32, u32);
 
 fn is_idle(key: IdleKey) -> bool {
     key >> 96 == 0
@@ -237,7 +344,7 @@ impl Lazy {
     }
 
     /// One live entry died (its agent's stamp already moved on).
-    fn leave(&mut self, stamps: &[Stamps], stamp: fn(&Stamps) -> u64) {
+    fn leave(&mut self, stamps: &[Stamps], stamp: fn(&Stamps) -> u32) {
         self.live -= 1;
         let dead = |e: &IdleEntry| stamp(&stamps[e.1 as usize]) != e.2;
         while self.q.front().is_some_and(dead) {
@@ -252,7 +359,7 @@ impl Lazy {
     fn live_entries<'a>(
         &'a self,
         stamps: &'a [Stamps],
-        stamp: fn(&Stamps) -> u64,
+        stamp: fn(&Stamps) -> u32,
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
         self.q
             .iter()
@@ -264,11 +371,26 @@ impl Lazy {
     }
 }
 
-fn idle_stamp(s: &Stamps) -> u64 {
+/// Whether a stamp is that of live entries: odd while the agent is in the queues, even after.
+pub(crate) fn live(stamp: u32) -> bool {
+    stamp & 1 == 1
+}
+
+/// The agent's next odd stamp: its new entries, and none of its old ones, are live.
+fn enter_stamp(stamp: u32) -> u32 {
+    stamp.wrapping_add(1) | 1
+}
+
+/// The agent's next even stamp: none of its entries are live.
+fn leave_stamp(stamp: u32) -> u32 {
+    (stamp | 1).wrapping_add(1)
+}
+
+fn idle_stamp(s: &Stamps) -> u32 {
     s.idle
 }
 
-fn order_stamp(s: &Stamps) -> u64 {
+fn order_stamp(s: &Stamps) -> u32 {
     s.order
 }
 
@@ -317,7 +439,7 @@ impl Pool {
         let busy = (!idle_only).then(|| {
             self.order
                 .live_entries(stamps, order_stamp)
-                .filter(|e| stamps[e.1 as usize].idle == 0)
+                .filter(|e| !live(stamps[e.1 as usize].idle))
                 .map(|&(t, i, _)| pack(1, t, i))
         });
         self.idle
@@ -345,7 +467,7 @@ impl Pool {
         // A filed agent without a live idle entry has work.
         self.order
             .live_entries(stamps, order_stamp)
-            .filter(|e| stamps[e.1 as usize].idle == 0)
+            .filter(|e| !live(stamps[e.1 as usize].idle))
             .map(|&(t, i, _)| pack(1, t, i))
     }
 
@@ -369,9 +491,9 @@ impl Pool {
     pub(crate) fn holds(&self, idx: u32, agent: &Agent, stamps: &[Stamps]) -> bool {
         let s = stamps.get(idx as usize).copied().unwrap_or_default();
         let since = since_of(agent.filed_keys.0);
-        s.order != 0
+        live(s.order)
             && self.order.holds((since, idx, s.order))
-            && (s.idle == 0 || self.idle.holds((since, idx, s.idle)))
+            && (!live(s.idle) || self.idle.holds((since, idx, s.idle)))
     }
 
     /// Live entries counted the slow way and as kept, for both queues (for the audit).
@@ -396,8 +518,8 @@ pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
     /// By agent index.
     stamps: Vec<Stamps>,
-    /// Last stamp handed out (0 = none).
-    last_stamp: u64,
+    /// By agent index: the profile fields eligibility reads.
+    hot: Vec<Hot>,
 }
 
 impl Pools {
@@ -422,14 +544,23 @@ impl Pools {
         &mut row[l]
     }
 
-    fn stamp(&mut self) -> u64 {
-        self.last_stamp += 1;
-        self.last_stamp
-    }
-
     /// Every agent's stamps, by agent index (agents never filed may be missing at the end).
     pub(crate) fn stamps(&self) -> &[Stamps] {
         &self.stamps
+    }
+
+    /// Every agent's hot record, by agent index (agents without a profile may be missing).
+    pub(crate) fn hot(&self) -> &[Hot] {
+        &self.hot
+    }
+
+    /// Records agent `idx`'s profile (after any change to its skills, languages or queues).
+    pub(crate) fn set_hot(&mut self, idx: u32, agent: &Agent) {
+        let i = idx as usize;
+        if self.hot.len() <= i {
+            self.hot.resize(i + 1, Hot::default());
+        }
+        self.hot[i] = Hot::of(agent);
     }
 
     /// Records what agent `idx` can take now (after any change to its load, capacity or state).
@@ -536,7 +667,7 @@ impl Pools {
         let (old_idle, old_load) = agents[idx as usize].filed_keys;
         let mut filed = std::mem::take(&mut agents[idx as usize].filed);
         if !filed.is_empty() {
-            if self.stamps_mut(idx).idle != 0 {
+            if live(self.stamps_mut(idx).idle) {
                 self.leave_idle(idx, &filed);
             }
             self.leave_order(idx, &filed);
@@ -553,8 +684,9 @@ impl Pools {
     }
 
     fn enter_idle(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
-        let stamp = self.stamp();
-        self.stamps_mut(idx).idle = stamp;
+        let s = self.stamps_mut(idx);
+        s.idle = enter_stamp(s.idle);
+        let stamp = s.idle;
         let entry = (since_of(key), idx, stamp);
         for &(c, p) in filed {
             self.get_mut(c, p).idle.enter(entry);
@@ -562,8 +694,9 @@ impl Pools {
     }
 
     fn enter_order(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
-        let stamp = self.stamp();
-        self.stamps_mut(idx).order = stamp;
+        let s = self.stamps_mut(idx);
+        s.order = enter_stamp(s.order);
+        let stamp = s.order;
         let entry = (since_of(key), idx, stamp);
         for &(c, p) in filed {
             self.get_mut(c, p).order.enter(entry);
@@ -572,7 +705,8 @@ impl Pools {
 
     /// The agent's idle entries die (`filed` are its pools, which exist).
     fn leave_idle(&mut self, idx: u32, filed: &[(u32, u32)]) {
-        self.stamps_mut(idx).idle = 0;
+        let s = self.stamps_mut(idx);
+        s.idle = leave_stamp(s.idle);
         for &(c, p) in filed {
             self.pools[c as usize][p as usize]
                 .idle
@@ -582,7 +716,8 @@ impl Pools {
 
     /// The agent's order entries die.
     fn leave_order(&mut self, idx: u32, filed: &[(u32, u32)]) {
-        self.stamps_mut(idx).order = 0;
+        let s = self.stamps_mut(idx);
+        s.order = leave_stamp(s.order);
         for &(c, p) in filed {
             self.pools[c as usize][p as usize]
                 .order

@@ -101,8 +101,11 @@ impl Engine {
             if self.pools.stamps().len() > ai && stamps.takes != a.takes_mask(&self.channels) {
                 return Err(format!("agent {name}: channel mask out of step"));
             }
-            if (!a.filed.is_empty() && a.load == 0) != (stamps.idle != 0)
-                || a.filed.is_empty() != (stamps.order == 0)
+            if self.pools.hot().get(ai) != Some(&super::agents::Hot::of(a)) {
+                return Err(format!("agent {name}: hot record out of step"));
+            }
+            if (!a.filed.is_empty() && a.load == 0) != super::agents::live(stamps.idle)
+                || a.filed.is_empty() == super::agents::live(stamps.order)
             {
                 return Err(format!("agent {name}: idle stamps out of step"));
             }

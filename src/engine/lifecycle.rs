@@ -487,6 +487,7 @@ impl Engine {
         a.languages = languages;
         a.queues = queues;
         a.capacity_profile = p.capacity.clone();
+        self.pools.set_hot(ai, a);
         self.resolve_capacity(ai);
         self.agent_changed(ai);
         self.serve_agent(ai, out);

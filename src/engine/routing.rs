@@ -6,7 +6,7 @@
 //! contact (contact-driven, [`Engine::route_contact`]) or an agent who gained room
 //! (agent-driven, [`Engine::serve_agent`]).
 
-use super::agents::{agent_of, IdleKey, LoadKey};
+use super::agents::{agent_of, IdleKey, LoadKey, Profile};
 use super::contacts::{effective_priority, line_key, line_parts, Contact, Phase, WaitKey};
 use super::tables::{TagList, FULL_LOAD};
 use super::timers::Timer;
@@ -76,13 +76,31 @@ impl Engine {
     /// queue (or an overflow queue in force), every required skill at the (relaxed) minimum,
     /// and speaks the language (or a relaxation fallback language).
     pub(crate) fn eligible(&self, ai: u32, c: &Contact, r: &Relax) -> Option<Match> {
-        let a = &self.agents[ai as usize];
-        if a.state != AgentState::Available
-            || !a.can_take(c.channel, &self.channels[c.channel as usize])
-            || c.excluded.contains(&ai)
-        {
+        // Availability and room from the channel mask, the profile from the hot record: an
+        // agent a search meets is checked without reading the agent itself.
+        let i = ai as usize;
+        let stamps = self.pools.stamps();
+        let hot = self.pools.hot();
+        let fast = c.channel < 64 && i < stamps.len() && i < hot.len() && !hot[i].spilled();
+        if !fast {
+            let a = &self.agents[i];
+            if a.state != AgentState::Available
+                || !a.can_take(c.channel, &self.channels[c.channel as usize])
+                || c.excluded.contains(&ai)
+            {
+                return None;
+            }
+            return self.profile_matches(a, c, r);
+        }
+        if stamps[i].takes >> c.channel & 1 == 0 || c.excluded.contains(&ai) {
             return None;
         }
+        self.profile_matches(&hot[i], c, r)
+    }
+
+    /// The profile part of [`eligible`](Self::eligible): queue (or an overflow queue in force),
+    /// required skills at the (relaxed) minimum, and language (or a fallback language).
+    fn profile_matches<P: Profile>(&self, a: &P, c: &Contact, r: &Relax) -> Option<Match> {
         let steps = &self.queues[c.queue as usize].steps[..r.steps];
         let overflow = if a.serves_queue(c.queue) {
             None
@@ -99,8 +117,9 @@ impl Engine {
                 return None;
             }
         }
+        let languages = || (0..).map_while(|i| a.language(i));
         let mut fallback = None;
-        for &l in &a.languages {
+        for l in languages() {
             match self.langs.serves(l, c.language) {
                 Some(false) => {
                     return Some(Match {
@@ -117,12 +136,7 @@ impl Engine {
             fallback = steps
                 .iter()
                 .flat_map(|s| s.languages.iter())
-                .find_map(|&f| {
-                    a.languages
-                        .iter()
-                        .copied()
-                        .find(|&l| self.langs.serves(l, f).is_some())
-                });
+                .find_map(|&f| languages().find(|&l| self.langs.serves(l, f).is_some()));
         }
         fallback.map(|l| Match {
             language: l,
