@@ -374,7 +374,19 @@ fn spawn_find_state(
         let started = Instant::now();
         loop {
             let (k2, s2) = (k.clone(), settings.clone());
-            match tokio::task::spawn_blocking(move || find_state(&k2, &s2, p)).await {
+            let mut lookup = tokio::task::spawn_blocking(move || find_state(&k2, &s2, p));
+            // The partition is not served until the look-up ends: say so when it drags on.
+            let result = loop {
+                match tokio::time::timeout(SLOW_LOOKUP, &mut lookup).await {
+                    Ok(r) => break r,
+                    Err(_) => tracing::warn!(
+                        partition = p,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "partition state look-up still running"
+                    ),
+                }
+            };
+            match result {
                 Ok(Ok(found)) => {
                     let _ = done.send(Rebuilt {
                         partition: p,
@@ -395,6 +407,9 @@ fn spawn_find_state(
         }
     })
 }
+
+/// How long a partition-state look-up runs before each "still running" warning.
+const SLOW_LOOKUP: Duration = Duration::from_secs(5);
 
 /// A finished state look-up, handed to the main loop.
 struct Rebuilt {

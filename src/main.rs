@@ -51,7 +51,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run { config } => runtime()?.block_on(run(config)),
+        Command::Run { config } => {
+            let rt = runtime()?;
+            let result = rt.block_on(run(config));
+            // A partition-state look-up still running on the blocking pool (its partition was
+            // revoked, or the broker stopped answering) must not hold the exit: everything it
+            // could deliver is already moot once the daemon has stopped.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            result
+        }
         Command::Simulate(args) => omniroute::sim::cli::run(&args),
         Command::Demo(opts) => runtime()?.block_on(async move {
             omniroute::telemetry::init(&opts.log_settings()).context("cannot set up logging")?;
