@@ -156,6 +156,30 @@ impl Engine {
     }
 
     /// Picks the agent for a contact, or `None` when nobody eligible can take it now.
+    /// Walks `keys` (idle or load keys, best first) to the first agent eligible for `c`, and
+    /// keeps it in `best` if it beats what `best` holds: the walk stops at the first key that
+    /// does not.
+    fn first_eligible(
+        &self,
+        keys: impl Iterator<Item = u128>,
+        c: &Contact,
+        r: &Relax,
+        best: &mut Option<(u128, Match)>,
+    ) {
+        for key in keys {
+            if best.as_ref().is_some_and(|b| b.0 <= key) {
+                return;
+            }
+            if !self.pools.may_take(agent_of(key), c.channel) {
+                continue;
+            }
+            if let Some(m) = self.eligible(agent_of(key), c, r) {
+                *best = Some((key, m));
+                return;
+            }
+        }
+    }
+
     pub(crate) fn choose_agent(&self, c: &Contact, r: &Relax) -> Option<(u32, Rule, Match)> {
         if let Some(ai) = c.preferred_agent().and_then(|p| self.agent_ids.get(p)) {
             if let Some(m) = self.eligible(ai, c, r) {
@@ -210,18 +234,7 @@ impl Engine {
                         } else {
                             Either::Left(pool.idle_keys(stamps))
                         };
-                        for key in keys {
-                            if best.as_ref().is_some_and(|b| b.0 <= key) {
-                                break;
-                            }
-                            if !self.pools.may_take(agent_of(key), c.channel) {
-                                continue;
-                            }
-                            if let Some(m) = self.eligible(agent_of(key), c, r) {
-                                best = Some((key, m));
-                                break;
-                            }
-                        }
+                        self.first_eligible(keys, c, r, &mut best);
                     }
                 }
                 best.map(|(k, m)| (agent_of(k), m))
@@ -247,18 +260,7 @@ impl Engine {
                             };
                             Either::Left(p.idle_keys(stamps))
                         };
-                        for key in keys {
-                            if best.as_ref().is_some_and(|b| b.0 <= key) {
-                                break;
-                            }
-                            if !self.pools.may_take(agent_of(key), c.channel) {
-                                continue;
-                            }
-                            if let Some(m) = self.eligible(agent_of(key), c, r) {
-                                best = Some((key, m));
-                                break;
-                            }
-                        }
+                        self.first_eligible(keys, c, r, &mut best);
                     }
                 }
                 best.map(|(k, m)| (agent_of(k), m))
