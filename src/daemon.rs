@@ -347,12 +347,27 @@ struct Found {
 /// Reads a partition's latest snapshot and its output partition's last sequence number.
 /// Blocking: runs on the blocking pool.
 fn find_state(k: &KafkaConfig, settings: &ClientConfig, p: i32) -> Result<Found, RecoveryError> {
+    let started = Instant::now();
     let reader = recovery::Reader::new(settings, Duration::from_secs(10))?;
     let snapshot = reader.latest_snapshot(&k.state_topic, p)?;
+    let snapshot_at = started.elapsed();
     let last_seq = reader.last_seq(&k.assignments_topic, p)?;
+    let tail_at = started.elapsed();
     let mut low = BTreeMap::new();
     for t in &k.input_topics {
         low.insert(t.clone(), reader.watermarks(t, p)?.0);
+    }
+    let total = started.elapsed();
+    if total >= SLOW_LOOKUP {
+        // Which read was slow tells the broker-side cause (state topic, output tail, metadata).
+        tracing::warn!(
+            partition = p,
+            snapshot_seconds = snapshot_at.as_secs_f64(),
+            output_tail_seconds = (tail_at - snapshot_at).as_secs_f64(),
+            watermarks_seconds = (total - tail_at).as_secs_f64(),
+            snapshot_bytes = snapshot.as_ref().map_or(0, Vec::len),
+            "partition state look-up was slow"
+        );
     }
     Ok(Found {
         snapshot,
