@@ -65,11 +65,15 @@ pub fn clock_value(payload: Option<&[u8]>) -> Option<Millis> {
 /// The header of an output record: its sequence number and the input record it came from.
 pub fn output_headers(seq: u64, topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
     // The numbers are formatted on the stack: librdkafka copies header values.
-    let (mut a, mut b, mut c) = ([0; 21], [0; 21], [0; 21]);
+    let (mut a, mut b, mut c) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
     OwnedHeaders::new_with_capacity(4)
         .insert(Header {
             key: SEQ_HEADER,
-            value: Some(decimal(seq, &mut a)),
+            value: Some(a.format(seq).as_bytes()),
         })
         .insert(Header {
             key: crate::kafka::dlq::SOURCE_TOPIC,
@@ -77,33 +81,12 @@ pub fn output_headers(seq: u64, topic: &str, partition: i32, offset: i64) -> Own
         })
         .insert(Header {
             key: crate::kafka::dlq::SOURCE_PARTITION,
-            value: Some(decimal(partition, &mut b)),
+            value: Some(b.format(partition).as_bytes()),
         })
         .insert(Header {
             key: crate::kafka::dlq::SOURCE_OFFSET,
-            value: Some(decimal(offset, &mut c)),
+            value: Some(c.format(offset).as_bytes()),
         })
-}
-
-/// `n` in decimal ASCII, written to the end of `buf`.
-fn decimal(n: impl Into<i128>, buf: &mut [u8; 21]) -> &[u8] {
-    let n: i128 = n.into();
-    // Callers pass u64, i64 and i32: at most 20 digits and a sign.
-    let mut rest = u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX);
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
 }
 
 /// Splits a snapshot into state-topic records: (payload, headers).
@@ -322,18 +305,21 @@ const TAIL_IDLE: Duration = Duration::from_millis(300);
 mod tests {
     #[test]
     fn numbers_in_headers_are_plain_decimals() {
-        let mut buf = [0; 21];
-        for n in [
-            0i128,
-            7,
-            10,
-            42,
-            -1,
-            -42,
-            i128::from(u64::MAX),
-            i128::from(i64::MIN),
+        for (seq, partition, offset) in [
+            (0u64, 0i32, 0i64),
+            (7, 10, 42),
+            (u64::MAX, -1, -42),
+            (10, i32::MAX, i64::MIN),
         ] {
-            assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes(), "{n}");
+            let h = super::output_headers(seq, "in", partition, offset);
+            let value = |i: usize| rdkafka::message::Headers::get(&h, i).value;
+            assert_eq!(value(0), Some(seq.to_string().as_bytes()), "{seq}");
+            assert_eq!(
+                value(2),
+                Some(partition.to_string().as_bytes()),
+                "{partition}"
+            );
+            assert_eq!(value(3), Some(offset.to_string().as_bytes()), "{offset}");
         }
     }
 

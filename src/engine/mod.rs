@@ -89,21 +89,12 @@ pub struct Offer {
 
 /// `{contact_id}#{attempt}`, without the formatting machinery (one per offer).
 fn assignment_id(contact: &str, attempt: u32) -> String {
-    let mut digits = [0u8; 10];
-    let mut n = attempt;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut id = String::with_capacity(contact.len() + 1 + digits.len() - at);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(attempt);
+    let mut id = String::with_capacity(contact.len() + 1 + digits.len());
     id.push_str(contact);
     id.push('#');
-    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id.push_str(digits);
     id
 }
 

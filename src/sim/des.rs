@@ -684,22 +684,9 @@ fn engine_policy(routing: &Policy) -> Policy {
 
 /// Writes `{prefix}{n}` into `buf`, reusing its allocation.
 fn write_id(buf: &mut String, prefix: char, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     buf.clear();
     buf.push(prefix);
-    for &d in &digits[i..] {
-        buf.push(char::from(d));
-    }
+    buf.push_str(itoa::Buffer::new().format(n));
 }
 
 /// A body that owns no allocation, left in [`Simulation::event`] between events.
