@@ -394,6 +394,36 @@ fn order_stamp(s: &Stamps) -> u32 {
     s.order
 }
 
+/// One of a pool's two lazy queues, with the agent stamp that says which entries are live.
+#[derive(Clone, Copy)]
+enum Queue {
+    Idle,
+    Order,
+}
+
+impl Queue {
+    fn stamp(self) -> fn(&Stamps) -> u32 {
+        match self {
+            Queue::Idle => idle_stamp,
+            Queue::Order => order_stamp,
+        }
+    }
+
+    fn stamp_mut(self, s: &mut Stamps) -> &mut u32 {
+        match self {
+            Queue::Idle => &mut s.idle,
+            Queue::Order => &mut s.order,
+        }
+    }
+
+    fn of(self, pool: &mut Pool) -> &mut Lazy {
+        match self {
+            Queue::Idle => &mut pool.idle,
+            Queue::Order => &mut pool.order,
+        }
+    }
+}
+
 /// Available agents who have a skill (any level) and speak a language (exact tag), in the orders
 /// the indexed strategies need. Agents without room are kept too: they fail eligibility when a
 /// search meets them, which is cheaper than leaving and re-entering 10–20 pools each time an
@@ -612,9 +642,9 @@ impl Pools {
                     filed.push((slot, l));
                 }
             }
-            self.enter_order(idx, &filed, keys.0);
+            self.enter(Queue::Order, idx, &filed, keys.0);
             if is_idle(keys.0) {
-                self.enter_idle(idx, &filed, keys.0);
+                self.enter(Queue::Idle, idx, &filed, keys.0);
             }
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
@@ -636,14 +666,14 @@ impl Pools {
             let moved = since_of(old_idle) != since_of(keys.0);
             let (was_idle, now_idle) = (is_idle(old_idle), is_idle(keys.0));
             if was_idle && (moved || !now_idle) {
-                self.leave_idle(idx, &filed);
+                self.leave(Queue::Idle, idx, &filed);
             }
             if moved {
-                self.leave_order(idx, &filed);
-                self.enter_order(idx, &filed, keys.0);
+                self.leave(Queue::Order, idx, &filed);
+                self.enter(Queue::Order, idx, &filed, keys.0);
             }
             if now_idle && (moved || !was_idle) {
-                self.enter_idle(idx, &filed, keys.0);
+                self.enter(Queue::Idle, idx, &filed, keys.0);
             }
         }
         if old_load != keys.1 {
@@ -668,9 +698,9 @@ impl Pools {
         let mut filed = std::mem::take(&mut agents[idx as usize].filed);
         if !filed.is_empty() {
             if live(self.stamps_mut(idx).idle) {
-                self.leave_idle(idx, &filed);
+                self.leave(Queue::Idle, idx, &filed);
             }
-            self.leave_order(idx, &filed);
+            self.leave(Queue::Order, idx, &filed);
         }
         for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
             let pool = self.get_mut(c, p);
@@ -683,45 +713,24 @@ impl Pools {
         agents[idx as usize].filed = filed;
     }
 
-    fn enter_idle(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
-        let s = self.stamps_mut(idx);
-        s.idle = enter_stamp(s.idle);
-        let stamp = s.idle;
-        let entry = (since_of(key), idx, stamp);
+    /// The agent enters queue `q` of each of its pools at `key`'s idle time; its old entries
+    /// there die.
+    fn enter(&mut self, q: Queue, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
+        let s = q.stamp_mut(self.stamps_mut(idx));
+        *s = enter_stamp(*s);
+        let entry = (since_of(key), idx, *s);
         for &(c, p) in filed {
-            self.get_mut(c, p).idle.enter(entry);
+            q.of(self.get_mut(c, p)).enter(entry);
         }
     }
 
-    fn enter_order(&mut self, idx: u32, filed: &[(u32, u32)], key: IdleKey) {
-        let s = self.stamps_mut(idx);
-        s.order = enter_stamp(s.order);
-        let stamp = s.order;
-        let entry = (since_of(key), idx, stamp);
+    /// The agent's entries in queue `q` die (`filed` are its pools, which exist).
+    fn leave(&mut self, q: Queue, idx: u32, filed: &[(u32, u32)]) {
+        let s = q.stamp_mut(self.stamps_mut(idx));
+        *s = leave_stamp(*s);
         for &(c, p) in filed {
-            self.get_mut(c, p).order.enter(entry);
-        }
-    }
-
-    /// The agent's idle entries die (`filed` are its pools, which exist).
-    fn leave_idle(&mut self, idx: u32, filed: &[(u32, u32)]) {
-        let s = self.stamps_mut(idx);
-        s.idle = leave_stamp(s.idle);
-        for &(c, p) in filed {
-            self.pools[c as usize][p as usize]
-                .idle
-                .leave(&self.stamps, idle_stamp);
-        }
-    }
-
-    /// The agent's order entries die.
-    fn leave_order(&mut self, idx: u32, filed: &[(u32, u32)]) {
-        let s = self.stamps_mut(idx);
-        s.order = leave_stamp(s.order);
-        for &(c, p) in filed {
-            self.pools[c as usize][p as usize]
-                .order
-                .leave(&self.stamps, order_stamp);
+            q.of(&mut self.pools[c as usize][p as usize])
+                .leave(&self.stamps, q.stamp());
         }
     }
 }
