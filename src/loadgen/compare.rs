@@ -18,6 +18,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, Threa
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use super::cpu;
 use super::workload::Workload;
 use super::{client, ensure_topics, run_id, BenchError, ShapeArgs};
 use crate::config::Config;
@@ -70,6 +71,8 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         filled.elapsed().as_secs_f64()
     );
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let before = cpu::Sample::now();
     let pass = passthrough::measure(
         &config,
         &input,
@@ -85,6 +88,8 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         pass.records,
         pass.busy.as_secs_f64()
     );
+    let between = cpu::Sample::now();
+    print_cpu(before, between, pass.records, cores);
     let (omni, status) = measure_daemon(&config, &input, written, &run, a.timeout).await?;
     println!(
         "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
@@ -96,11 +101,20 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         status.dead_lettered,
         status.produced
     );
+    print_cpu(between, cpu::Sample::now(), omni.records, cores);
     println!(
         "  ratio omniroute / passthrough: {:.3}",
         omni.per_second() / pass.per_second().max(1e-9)
     );
     Ok(())
+}
+
+/// CPU per record of one contender: its share of this process and of the machine (the broker),
+/// from its consumer's creation to its last delivery, group join included (the idle part).
+fn print_cpu(from: Option<cpu::Sample>, to: Option<cpu::Sample>, records: u64, cores: usize) {
+    if let (Some(from), Some(to)) = (from, to) {
+        println!("    {}", from.until(&to).describe(records, cores));
+    }
 }
 
 /// Writes about `a.count` records of the workload to `topic`; returns how many.

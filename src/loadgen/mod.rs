@@ -9,6 +9,7 @@
 //! - `plot`: the latency-vs-load SVG from the CSV rows `live` appends.
 
 mod compare;
+mod cpu;
 mod live;
 mod plot;
 pub(crate) mod workload;
