@@ -27,6 +27,7 @@ use crate::engine::{Output, Policy};
 use crate::event::Millis;
 use crate::kafka::consumer::{Change, RebalanceContext};
 use crate::kafka::producer::{self, Effect, Producer, Record, Source, Tracker};
+use crate::kafka::writer::OutputJob;
 use crate::kafka::{self, dlq};
 use crate::metrics;
 use crate::partition::{self, Admit, Input, Outcome, Partition};
@@ -138,6 +139,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
     let producer = Arc::new(Producer::new(
         &kafka::producer_settings(&config)?,
         tracker.clone(),
+        &config.kafka.assignments_topic,
     )?);
     // The revoke hand-over must finish well inside the session timeout.
     let flush_at_revoke = config.daemon.shutdown_timeout.min(Duration::from_secs(10));
@@ -184,7 +186,6 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         topic_names: FxHashMap::default(),
         out: Vec::new(),
         metrics: metrics::Handles::default(),
-        encoded: Vec::with_capacity(1024),
         status: control.status,
         counts: Counts::default(),
         last_housekeeping: Instant::now(),
@@ -305,8 +306,6 @@ struct Daemon {
     out: Vec<Output>,
     /// The record path's metric handles.
     metrics: metrics::Handles,
-    /// Reused buffer for encoding one output.
-    encoded: Vec<u8>,
     status: watch::Sender<Status>,
     counts: Counts,
     last_housekeeping: Instant,
@@ -486,6 +485,7 @@ impl Daemon {
                         self.process(consumer, &msg).await?;
                         drop(msg);
                         self.drain(consumer, &mut stream).await?;
+                        self.producer.hand_over();
                         // A consumer that always has records never makes this task wait; give
                         // the worker to others once per batch. Tasks this one spawned (state
                         // look-ups) sit in this worker's LIFO slot, which others cannot steal.
@@ -983,53 +983,45 @@ impl Daemon {
             }
             Outcome::Routed { .. } => self.counts.routed += 1,
         }
-        self.produce_outputs(partition, src).await
+        self.produce_outputs(partition, src);
+        Ok(())
     }
 
-    /// Produces `self.out` to output partition `partition`, keyed by tenant, each with its
-    /// sequence number; outputs an earlier owner already produced are skipped.
-    async fn produce_outputs(&mut self, partition: i32, src: Source) -> Result<(), DaemonError> {
-        let outputs = std::mem::take(&mut self.out);
+    /// Stages `self.out` for output partition `partition`, each with its sequence number, for
+    /// the producer's writer thread; outputs an earlier owner already produced are skipped.
+    fn produce_outputs(&mut self, partition: i32, src: Source) {
         let Some(part) = self.parts.get_mut(&partition) else {
-            return Ok(());
+            self.out.clear();
+            return;
         };
-        let (first, keep) = part.sequence(outputs.len());
-        let seqs = first..first + outputs.len() as u64;
+        let n = self.out.len();
+        let (first, keep) = part.sequence(n);
+        let seqs = first..first + n as u64;
         let produce = seqs.clone().filter(|seq| keep(*seq)).count();
-        let skipped = (outputs.len() - produce) as u64;
+        let skipped = (n - produce) as u64;
         if skipped > 0 {
             metrics::suppressed(skipped);
         }
+        // Registered before staging: the record's offset waits for its outputs from now on.
         producer::lock(&self.tracker).begin(&src, produce as u32);
-        for (seq, o) in seqs.zip(&outputs) {
-            if !keep(seq) {
-                continue;
-            }
-            // Encoded into one reused buffer: librdkafka copies the payload when queueing.
-            self.encoded.clear();
-            serde_json::to_writer(&mut self.encoded, o)?;
-            let tenant = partition::output_tenant(o);
-            let headers = recovery::output_headers(seq, &src.0, src.1, src.2);
-            self.producer
-                .send(Record {
-                    topic: &self.config.kafka.assignments_topic,
-                    partition: Some(partition),
-                    key: Some(tenant.as_bytes()),
-                    payload: Some(&self.encoded),
-                    headers: Some(headers),
-                    effect: Effect::Of(src.clone()),
-                })
-                .await?;
+        for (_, o) in seqs.clone().zip(&self.out).filter(|(seq, _)| keep(*seq)) {
             self.metrics.produced(partition::output_type(o));
             if let Output::Offer(offer) = o {
                 self.metrics
                     .offer(&offer.tenant, &offer.queue, &offer.channel);
             }
-            self.counts.produced += 1;
         }
-        self.out = outputs;
-        self.out.clear();
-        Ok(())
+        self.counts.produced += produce as u64;
+        let jobs = seqs
+            .zip(self.out.drain(..))
+            .filter(|(seq, _)| keep(*seq))
+            .map(|(seq, output)| OutputJob {
+                partition,
+                seq,
+                src: src.clone(),
+                output,
+            });
+        self.producer.stage(jobs);
     }
 
     /// When the next clock record is due: the earliest engine timer, but not sooner than

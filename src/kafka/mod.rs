@@ -1,5 +1,5 @@
-//! Kafka at the edge: client settings, the producer with delivery tracking and backpressure,
-//! the consumer's rebalance handling, and dead letters.
+//! Kafka at the edge: client settings, the producer with delivery tracking and backpressure, its
+//! output writer thread, the consumer's rebalance handling, and dead letters.
 //!
 //! Offsets: `enable.auto.offset.store=false`. The daemon stores an offset only when a state
 //! snapshot holding every record up to it is acknowledged, and a snapshot is written only once
@@ -10,6 +10,7 @@
 pub mod consumer;
 pub mod dlq;
 pub mod producer;
+pub mod writer;
 
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
@@ -39,6 +40,8 @@ pub enum Error {
     Produce { topic: String, source: KafkaError },
     #[error("commit failed: {0}")]
     Commit(KafkaError),
+    #[error("cannot start the output writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
 impl Error {

@@ -15,6 +15,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
 
+use super::writer::{OutputJob, Writer};
 use super::Error;
 use crate::metrics;
 
@@ -200,10 +201,12 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// The daemon's producer.
+/// The daemon's producer. Outputs go through the [output writer](super::writer) thread; state
+/// snapshots, clock records, SLA snapshots and dead letters are queued by the caller.
 pub struct Producer {
-    inner: ThreadedProducer<DeliveryContext>,
+    inner: Arc<ThreadedProducer<DeliveryContext>>,
     tracker: SharedTracker,
+    pub(super) outputs: Writer,
 }
 
 /// One record to produce.
@@ -219,16 +222,40 @@ pub struct Record<'a> {
 }
 
 impl Producer {
-    pub fn new(settings: &rdkafka::ClientConfig, tracker: SharedTracker) -> Result<Self, Error> {
-        let inner = settings
-            .create_with_context(DeliveryContext {
-                tracker: tracker.clone(),
-            })
-            .map_err(|source| Error::Create {
-                what: "producer",
-                source,
-            })?;
-        Ok(Producer { inner, tracker })
+    /// A producer whose staged outputs go to `outputs_topic`.
+    pub fn new(
+        settings: &rdkafka::ClientConfig,
+        tracker: SharedTracker,
+        outputs_topic: &str,
+    ) -> Result<Self, Error> {
+        let inner: Arc<ThreadedProducer<DeliveryContext>> = Arc::new(
+            settings
+                .create_with_context(DeliveryContext {
+                    tracker: tracker.clone(),
+                })
+                .map_err(|source| Error::Create {
+                    what: "producer",
+                    source,
+                })?,
+        );
+        let outputs = Writer::spawn(inner.clone(), tracker.clone(), outputs_topic.to_string())
+            .map_err(Error::Writer)?;
+        Ok(Producer {
+            inner,
+            tracker,
+            outputs,
+        })
+    }
+
+    /// Stages outputs for the writer thread, in order. Register each with the tracker first
+    /// ([`Tracker::begin`]): the writer only queues them.
+    pub fn stage(&self, jobs: impl Iterator<Item = OutputJob>) {
+        self.outputs.stage(jobs);
+    }
+
+    /// Wakes the writer for what is staged (the end of a batch of records).
+    pub fn hand_over(&self) {
+        self.outputs.hand_over();
     }
 
     pub fn tracker(&self) -> &SharedTracker {
@@ -268,14 +295,20 @@ impl Producer {
         }
     }
 
-    /// Records queued or in flight.
+    /// Records staged, queued or in flight.
     pub fn in_flight(&self) -> usize {
-        usize::try_from(self.inner.in_flight_count()).unwrap_or(0)
+        usize::try_from(self.inner.in_flight_count()).unwrap_or(0) + self.outputs.queued()
     }
 
-    /// Waits (blocking) up to `timeout` for every queued record to be acknowledged.
+    /// Waits (blocking) up to `timeout` for every staged output to be queued and every queued
+    /// record to be acknowledged.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        if !self.outputs.drain(timeout) {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        self.inner
+            .flush(deadline.saturating_duration_since(std::time::Instant::now()))
     }
 }
 
