@@ -268,10 +268,11 @@ mod tests {
     fn staged_outputs_are_in_flight_until_queued() {
         let p = producer("1000");
         p.stage(jobs(3));
-        assert_eq!(p.in_flight(), 3, "staged or queued, each counts once");
+        // librdkafka's own count may also hold internal requests: at least, not exactly.
+        assert!(p.in_flight() >= 3, "staged or queued, each counts");
         assert!(p.outputs.drain(Duration::from_secs(5)), "queued in time");
         assert_eq!(p.outputs.queued(), 0);
-        assert_eq!(p.in_flight(), 3, "now in librdkafka's queue");
+        assert!(p.in_flight() >= 3, "now in librdkafka's queue");
     }
 
     #[test]
@@ -281,7 +282,15 @@ mod tests {
         p.hand_over();
         // One record fits; the writer waits for room for the second, which never comes.
         assert!(!p.outputs.drain(Duration::from_millis(200)));
-        assert!(p.outputs.queued() >= 2);
+        assert_eq!(
+            p.outputs.queued(),
+            2,
+            "the two that do not fit are still counted"
+        );
+        assert!(
+            p.in_flight() >= 3,
+            "one queued in librdkafka, two waiting: all in flight"
+        );
         assert!(p.flush(Duration::from_millis(50)).is_err());
         let dropped = Instant::now();
         drop(p);
