@@ -103,8 +103,9 @@ fn contact_event(i: usize, ts: Millis) -> Event {
     }
 }
 
-/// RSS growth of one engine taking in `n` agents (profile + state each).
-pub fn agents(n: usize) -> Growth {
+/// RSS growth of one engine taking in `n` agents (profile + state each). The engine is handed
+/// back: keep it while a later probe measures, or that probe reuses what dropping it frees.
+pub fn agents(n: usize) -> (Growth, Engine) {
     let ts = 1_700_000_000_000;
     let mut engine = Engine::new("probe", policy(n, 0));
     let mut out = Vec::new();
@@ -118,10 +119,11 @@ pub fn agents(n: usize) -> Growth {
     }
     let after = vm_rss().unwrap_or(0);
     warn_if_short(&engine, n);
-    Growth {
+    let growth = Growth {
         items: n,
         bytes: after.saturating_sub(before),
-    }
+    };
+    (growth, engine)
 }
 
 fn warn_if_short(engine: &Engine, n: usize) {
@@ -135,8 +137,9 @@ fn warn_if_short(engine: &Engine, n: usize) {
     }
 }
 
-/// RSS growth of one engine (no agent available) taking in `n` contacts, which all wait.
-pub fn waiting_contacts(n: usize) -> Growth {
+/// RSS growth of one engine (no agent available) taking in `n` contacts, which all wait; the
+/// engine is handed back, as by [`agents`].
+pub fn waiting_contacts(n: usize) -> (Growth, Engine) {
     let ts = 1_700_000_000_000;
     let mut engine = Engine::new("probe", policy(0, n));
     let mut out = Vec::new();
@@ -154,10 +157,11 @@ pub fn waiting_contacts(n: usize) -> Growth {
             "memory probe: not every contact waits"
         );
     }
-    Growth {
+    let growth = Growth {
         items: s.contacts_waiting.max(1),
         bytes: after.saturating_sub(before),
-    }
+    };
+    (growth, engine)
 }
 
 #[cfg(test)]

@@ -16,9 +16,11 @@ impl Engine {
     /// - the pools hold exactly the available agents who speak a language, under their current
     ///   keys and stamps;
     /// - waiting lines hold exactly the waiting contacts; counters match;
-    /// - no starvation: no waiting contact has an agent that is eligible for it right now.
+    /// - no starvation: no waiting contact has an agent that is eligible for it right now;
+    /// - the de-duplication window's set and order hold the same fingerprints.
     #[doc(hidden)]
     pub fn audit(&self) -> Result<(), String> {
+        self.seen.audit()?;
         let mut held: Vec<BTreeMap<u32, (u16, u32, u16)>> =
             vec![BTreeMap::new(); self.agents.len()];
         let mut pending: Vec<Vec<u32>> = vec![Vec::new(); self.agents.len()];

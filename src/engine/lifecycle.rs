@@ -27,22 +27,6 @@ impl Engine {
         }
     }
 
-    /// Remembers an applied event id; the oldest is forgotten beyond the window.
-    pub(crate) fn remember(&mut self, id: &str) {
-        let window = self.policy.limits.dedup_window;
-        if window == 0 {
-            return;
-        }
-        let id: Arc<str> = Arc::from(id);
-        self.seen.insert(id.clone());
-        self.seen_fifo.push_back(id);
-        while self.seen_fifo.len() > window {
-            if let Some(old) = self.seen_fifo.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-    }
-
     pub(crate) fn fire(&mut self, timer: Timer, out: &mut Vec<Output>) {
         match timer {
             Timer::OfferExpiry { slot, uid, attempt } => {

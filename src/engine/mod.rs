@@ -15,6 +15,7 @@
 mod agents;
 mod audit;
 mod contacts;
+mod dedup;
 mod lifecycle;
 mod names;
 pub mod policy;
@@ -26,7 +27,7 @@ mod timers;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Handoff, Millis};
@@ -233,9 +234,8 @@ pub struct Engine {
     /// Keys are shared with `sticky_fifo` and the contacts (`Arc<str>` serialises as a string).
     sticky: FxHashMap<Arc<str>, (u32, Millis)>,
     sticky_fifo: VecDeque<(Millis, Arc<str>)>,
-    /// Recently applied event ids, bounded by `limits.dedup_window`; one shared copy of each.
-    seen: FxHashSet<Arc<str>>,
-    seen_fifo: VecDeque<Arc<str>>,
+    /// Recently applied event ids (fingerprints), bounded by `limits.dedup_window`.
+    seen: dedup::Window,
     counts: Counts,
     /// A policy reload happened: every agent is re-served at the next event or tick.
     sweep_pending: bool,
@@ -282,7 +282,6 @@ impl Engine {
             sticky: Default::default(),
             sticky_fifo: VecDeque::new(),
             seen: Default::default(),
-            seen_fifo: VecDeque::new(),
             counts: Counts::default(),
             sweep_pending: false,
             words: Default::default(),
@@ -321,11 +320,13 @@ impl Engine {
             return Err(Ignored::WrongTenant(event.tenant.clone()));
         }
         self.tick(now, out);
-        if self.seen.contains(event.id.as_str()) {
+        let fingerprint = dedup::fingerprint(&event.id);
+        if self.seen.contains(fingerprint) {
             return Err(Ignored::Duplicate);
         }
         self.apply(event, out)?;
-        self.remember(&event.id);
+        self.seen
+            .remember(fingerprint, self.policy.limits.dedup_window);
         Ok(())
     }
 
