@@ -161,12 +161,28 @@ impl Drop for Writer {
     }
 }
 
+/// Turns a panic of the writer thread into a delivery failure, so that the loop stops (and its
+/// supervisor restarts the daemon) instead of waiting for outputs nobody will queue.
+struct FailOnPanic<'a> {
+    tracker: &'a SharedTracker,
+    topic: &'a str,
+}
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.tracker).fail(self.topic, "the output writer thread panicked".into());
+        }
+    }
+}
+
 fn run(
     shared: &Shared,
     producer: &ThreadedProducer<DeliveryContext>,
     tracker: &SharedTracker,
     topic: &str,
 ) {
+    let _failure = FailOnPanic { tracker, topic };
     let mut batch = Vec::new();
     let mut encoded = Vec::with_capacity(1024);
     loop {
@@ -273,6 +289,32 @@ mod tests {
         assert!(p.outputs.drain(Duration::from_secs(5)), "queued in time");
         assert_eq!(p.outputs.queued(), 0);
         assert!(p.in_flight() >= 3, "now in librdkafka's queue");
+    }
+
+    #[test]
+    fn a_writer_that_panics_fails_the_deliveries() {
+        let tracker = SharedTracker::default();
+        let t = tracker.clone();
+        let joined = std::thread::spawn(move || {
+            let _failure = FailOnPanic {
+                tracker: &t,
+                topic: "out",
+            };
+            panic!("writer bug");
+        })
+        .join();
+        assert!(joined.is_err());
+        assert!(
+            lock(&tracker).failure().is_some(),
+            "the loop sees a failure"
+        );
+        // No panic, no failure.
+        let quiet = SharedTracker::default();
+        drop(FailOnPanic {
+            tracker: &quiet,
+            topic: "out",
+        });
+        assert!(lock(&quiet).failure().is_none());
     }
 
     #[test]
