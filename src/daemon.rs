@@ -1004,22 +1004,22 @@ impl Daemon {
         }
         // Registered before staging: the record's offset waits for its outputs from now on.
         producer::lock(&self.tracker).begin(&src, produce as u32);
-        for (_, o) in seqs.clone().zip(&self.out).filter(|(seq, _)| keep(*seq)) {
-            self.metrics.produced(partition::output_type(o));
-            if let Output::Offer(offer) = o {
-                self.metrics
-                    .offer(&offer.tenant, &offer.queue, &offer.channel);
-            }
-        }
         self.counts.produced += produce as u64;
+        let metrics = &mut self.metrics;
         let jobs = seqs
             .zip(self.out.drain(..))
             .filter(|(seq, _)| keep(*seq))
-            .map(|(seq, output)| OutputJob {
-                partition,
-                seq,
-                src: src.clone(),
-                output,
+            .map(|(seq, output)| {
+                metrics.produced(partition::output_type(&output));
+                if let Output::Offer(offer) = &output {
+                    metrics.offer(&offer.tenant, &offer.queue, &offer.channel);
+                }
+                OutputJob {
+                    partition,
+                    seq,
+                    src: src.clone(),
+                    output,
+                }
             });
         self.producer.stage(jobs);
     }

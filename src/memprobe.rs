@@ -137,9 +137,8 @@ fn warn_if_short(engine: &Engine, n: usize) {
     }
 }
 
-/// RSS growth of one engine (no agent available) taking in `n` contacts, which all wait; the
-/// engine is handed back, as by [`agents`].
-pub fn waiting_contacts(n: usize) -> (Growth, Engine) {
+/// RSS growth of one engine (no agent available) taking in `n` contacts, which all wait.
+pub fn waiting_contacts(n: usize) -> Growth {
     let ts = 1_700_000_000_000;
     let mut engine = Engine::new("probe", policy(0, n));
     let mut out = Vec::new();
@@ -157,11 +156,10 @@ pub fn waiting_contacts(n: usize) -> (Growth, Engine) {
             "memory probe: not every contact waits"
         );
     }
-    let growth = Growth {
+    Growth {
         items: s.contacts_waiting.max(1),
         bytes: after.saturating_sub(before),
-    };
-    (growth, engine)
+    }
 }
 
 #[cfg(test)]

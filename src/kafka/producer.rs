@@ -221,6 +221,26 @@ pub struct Record<'a> {
     pub effect: Effect,
 }
 
+impl<'a> Record<'a> {
+    /// The librdkafka record, with the effect as its delivery opaque.
+    pub(super) fn into_base(self) -> BaseRecord<'a, [u8], [u8], Box<Effect>> {
+        let mut rec = BaseRecord::with_opaque_to(self.topic, Box::new(self.effect));
+        if let Some(p) = self.partition {
+            rec = rec.partition(p);
+        }
+        if let Some(k) = self.key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = self.payload {
+            rec = rec.payload(p);
+        }
+        if let Some(h) = self.headers {
+            rec = rec.headers(h);
+        }
+        rec
+    }
+}
+
 impl Producer {
     /// A producer whose staged outputs go to `outputs_topic`.
     pub fn new(
@@ -265,19 +285,8 @@ impl Producer {
     /// Queues one record. When librdkafka's queue is full, waits for room (backpressure) instead
     /// of dropping: the consumer does not advance meanwhile.
     pub async fn send(&self, r: Record<'_>) -> Result<(), Error> {
-        let mut rec = BaseRecord::with_opaque_to(r.topic, Box::new(r.effect));
-        if let Some(p) = r.partition {
-            rec = rec.partition(p);
-        }
-        if let Some(k) = r.key {
-            rec = rec.key(k);
-        }
-        if let Some(p) = r.payload {
-            rec = rec.payload(p);
-        }
-        if let Some(h) = r.headers {
-            rec = rec.headers(h);
-        }
+        let topic = r.topic;
+        let mut rec = r.into_base();
         loop {
             match self.inner.send(rec) {
                 Ok(()) => return Ok(()),
@@ -287,7 +296,7 @@ impl Producer {
                 }
                 Err((source, _)) => {
                     return Err(Error::Produce {
-                        topic: r.topic.to_string(),
+                        topic: topic.to_string(),
                         source,
                     })
                 }

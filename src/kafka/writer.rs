@@ -22,10 +22,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::producer::{lock, DeliveryContext, Effect, SharedTracker, Source};
+use super::producer::{lock, DeliveryContext, Effect, Record, SharedTracker, Source};
 use crate::engine::Output;
 use crate::metrics;
 
@@ -50,7 +50,6 @@ struct State {
     staged: Vec<OutputJob>,
     /// The thread waits for work.
     sleeping: bool,
-    stop: bool,
 }
 
 #[derive(Default)]
@@ -60,7 +59,8 @@ struct Shared {
     work: Condvar,
     /// Everything taken is queued (`queued` reached 0).
     idle: Condvar,
-    /// Stop: a thread waiting for room in a full queue gives up.
+    /// Stop: the thread ends, and gives up waiting for room in a full queue. Set under the
+    /// state lock, so a thread about to sleep cannot miss it.
     stopping: AtomicBool,
     /// Outputs staged or taken by the thread and not yet queued to librdkafka. Counted down
     /// one by one, so that an output is in flight either here or in librdkafka, never in both.
@@ -71,6 +71,13 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state holds plain counts and a vector; a panic elsewhere leaves them usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes a sleeping thread once `at_least` outputs (at least one) are staged.
+    fn wake(&self, s: &State, at_least: usize) {
+        if s.sleeping && s.staged.len() >= at_least.max(1) {
+            self.work.notify_one();
+        }
     }
 }
 
@@ -104,17 +111,12 @@ impl Writer {
         s.staged.extend(jobs);
         let added = s.staged.len() - before;
         self.shared.queued.fetch_add(added, Ordering::Relaxed);
-        if s.sleeping && s.staged.len() >= HAND_OVER_AT {
-            self.shared.work.notify_one();
-        }
+        self.shared.wake(&s, HAND_OVER_AT);
     }
 
     /// Wakes the thread if outputs are staged and it sleeps.
     pub(super) fn hand_over(&self) {
-        let s = self.shared.lock();
-        if s.sleeping && !s.staged.is_empty() {
-            self.shared.work.notify_one();
-        }
+        self.shared.wake(&self.shared.lock(), 1);
     }
 
     /// Outputs staged and not yet queued to librdkafka.
@@ -127,9 +129,7 @@ impl Writer {
     pub(super) fn drain(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.shared.lock();
-        if s.sleeping && !s.staged.is_empty() {
-            self.shared.work.notify_one();
-        }
+        self.shared.wake(&s, 1);
         // The thread notifies `idle` under the lock once the count is 0, so a count read
         // under the lock cannot miss it.
         while self.shared.queued.load(Ordering::Acquire) > 0 {
@@ -150,8 +150,10 @@ impl Writer {
 /// consumed again by the next owner (the daemon flushes before it lets the producer go).
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
-        self.shared.lock().stop = true;
+        {
+            let _s = self.shared.lock();
+            self.shared.stopping.store(true, Ordering::Relaxed);
+        }
         self.shared.work.notify_one();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -188,7 +190,8 @@ fn run(
     loop {
         {
             let mut s = shared.lock();
-            while s.staged.is_empty() && !s.stop {
+            let stopping = || shared.stopping.load(Ordering::Relaxed);
+            while s.staged.is_empty() && !stopping() {
                 s.sleeping = true;
                 s = match shared.work.wait(s) {
                     Ok(s) => s,
@@ -196,7 +199,7 @@ fn run(
                 };
                 s.sleeping = false;
             }
-            if s.stop {
+            if stopping() {
                 return;
             }
             std::mem::swap(&mut s.staged, &mut batch);
@@ -228,11 +231,15 @@ fn queue(
     serde_json::to_writer(&mut *encoded, &job.output).map_err(|e| e.to_string())?;
     let (src_topic, src_partition, src_offset) = (&job.src.0, job.src.1, job.src.2);
     let headers = crate::recovery::output_headers(job.seq, src_topic, src_partition, src_offset);
-    let mut rec = BaseRecord::with_opaque_to(topic, Box::new(Effect::Of(job.src.clone())))
-        .partition(job.partition)
-        .key(crate::partition::output_tenant(&job.output).as_bytes())
-        .payload(encoded.as_slice())
-        .headers(headers);
+    let mut rec = Record {
+        topic,
+        partition: Some(job.partition),
+        key: Some(crate::partition::output_tenant(&job.output).as_bytes()),
+        payload: Some(encoded.as_slice()),
+        headers: Some(headers),
+        effect: Effect::Of(job.src.clone()),
+    }
+    .into_base();
     loop {
         match producer.send(rec) {
             Ok(()) => return Ok(()),

@@ -164,7 +164,7 @@ pub async fn run(args: LoadgenArgs) -> Result<(), BenchError> {
                 agents.bytes,
                 agents.per_item()
             );
-            let (contacts, _) = crate::memprobe::waiting_contacts(a.contacts);
+            let contacts = crate::memprobe::waiting_contacts(a.contacts);
             println!(
                 "memory: {} waiting contacts: {} bytes RSS, {:.0} bytes/contact",
                 contacts.items,
