@@ -22,8 +22,9 @@ use crate::recovery;
 /// keep two lazy idle queues per pool, timers are a heap, SLA books are kept by id, and a
 /// contact's rarely set fields sit behind one box. 4: pool stamps are per agent and 32-bit, and
 /// the pools keep a hot eligibility record per agent. 5: the de-duplication window holds
-/// fingerprints of event ids, not the ids.
-const STATE_FORMAT: u32 = 5;
+/// fingerprints of event ids, not the ids. 6: the pools' idle queues do not count their live
+/// entries and carry a compaction mark.
+const STATE_FORMAT: u32 = 6;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]

@@ -137,21 +137,17 @@ impl Engine {
                 let Some(p) = self.pools.get(c, l) else {
                     continue;
                 };
-                let [idle, order] = p.live_counted(self.pools.stamps());
+                let (idle, counted, kept) = p.live_counted(self.pools.stamps());
                 let (all, loaded) = if c == 0 {
-                    (p.len(), order.1.saturating_sub(idle.1))
+                    (p.len(), kept.saturating_sub(idle))
                 } else {
                     (0, 0)
                 };
-                if p.loaded() != loaded
-                    || p.by_index.len() != all
-                    || idle.0 != idle.1
-                    || order.0 != order.1
-                {
+                if p.loaded() != loaded || p.by_index.len() != all || counted != kept {
                     return Err(format!("pool ({c}, {l}) miscounted"));
                 }
-                pooled += order.1;
-                pooled_idle += idle.1;
+                pooled += kept;
+                pooled_idle += idle;
             }
         }
         if (filed, idle_filed) != (pooled, pooled_idle) {
