@@ -310,50 +310,66 @@ fn since_of(key: IdleKey) -> Millis {
     (key >> 32) as Millis
 }
 
-/// A sorted queue of entries that are never searched for: an entry dies when its agent's stamp
-/// moves on, and dead entries are dropped from the front or by an occasional compaction. New
-/// entries carry the current time, so they nearly always join at the back. The `order` queues;
-/// the `idle` ones are an [`IdleQueue`].
+/// The entries of a lazy queue, sorted. New entries carry the current time, so they nearly
+/// always join at the back.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Lazy {
-    q: VecDeque<IdleEntry>,
-    /// Live entries in `q`.
-    live: usize,
-}
+#[serde(transparent)]
+struct Entries(VecDeque<IdleEntry>);
 
 /// A clone keeps the room the queue has grown to. A derived clone would be exactly full, and its
 /// first push would copy the whole queue — for the every-agent pools of a large domain, tens of
 /// thousands of entries each — which is not the steady state of the engine that was cloned.
-impl Clone for Lazy {
+impl Clone for Entries {
     fn clone(&self) -> Self {
-        let mut q = VecDeque::with_capacity(self.q.capacity());
-        q.extend(self.q.iter().copied());
-        Lazy { q, live: self.live }
+        let mut q = VecDeque::with_capacity(self.0.capacity());
+        q.extend(self.0.iter().copied());
+        Entries(q)
     }
+}
+
+impl Entries {
+    fn push(&mut self, entry: IdleEntry) {
+        if self.0.back().is_none_or(|b| *b < entry) {
+            self.0.push_back(entry);
+        } else {
+            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
+            let at = self.0.partition_point(|e| *e < entry);
+            self.0.insert(at, entry);
+        }
+    }
+
+    fn holds(&self, entry: IdleEntry) -> bool {
+        self.0.binary_search(&entry).is_ok()
+    }
+}
+
+/// A sorted queue of entries that are never searched for: an entry dies when its agent's stamp
+/// moves on, and dead entries are dropped from the front or by an occasional compaction. The
+/// `order` queues; the `idle` ones are an [`IdleQueue`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Lazy {
+    q: Entries,
+    /// Live entries in `q`.
+    live: usize,
 }
 
 impl Lazy {
     fn enter(&mut self, entry: IdleEntry) {
         self.live += 1;
-        if self.q.back().is_none_or(|b| *b < entry) {
-            self.q.push_back(entry);
-        } else {
-            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
-            let at = self.q.partition_point(|e| *e < entry);
-            self.q.insert(at, entry);
-        }
+        self.q.push(entry);
     }
 
     /// One live entry died (its agent's stamp already moved on).
     fn leave(&mut self, stamps: &[Stamps]) {
         self.live -= 1;
         let dead = |e: &IdleEntry| stamps[e.1 as usize].order != e.2;
-        while self.q.front().is_some_and(dead) {
-            self.q.pop_front();
+        let q = &mut self.q.0;
+        while q.front().is_some_and(dead) {
+            q.pop_front();
         }
         // Dead entries cost every search that passes them: compact once they are a third.
-        if 2 * self.q.len() > 3 * self.live + 32 {
-            self.q.retain(|e| !dead(e));
+        if 2 * q.len() > 3 * self.live + 32 {
+            q.retain(|e| !dead(e));
         }
     }
 
@@ -362,12 +378,9 @@ impl Lazy {
         stamps: &'a [Stamps],
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
         self.q
+            .0
             .iter()
             .filter(move |e| stamps[e.1 as usize].order == e.2)
-    }
-
-    fn holds(&self, entry: IdleEntry) -> bool {
-        self.q.binary_search(&entry).is_ok()
     }
 }
 
@@ -377,49 +390,25 @@ impl Lazy {
 /// does not count its live entries. Dead entries are dropped from the front whenever an entry
 /// joins, and the whole queue is compacted when it has grown by an eighth since the last
 /// compaction: searches pass the dead entries left in the middle, and at 100k agents a looser
-/// bound cost more instructions per event (a half: a third more; a quarter: 6 % more).
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// bound cost more instructions per event (a half: a third more; a quarter: 7 % more).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct IdleQueue {
-    q: VecDeque<IdleEntry>,
+    q: Entries,
     /// Length at which the next entry compacts the queue.
     compact_at: usize,
 }
 
-/// A clone keeps the room the queue has grown to (see [`Lazy`]'s).
-impl Clone for IdleQueue {
-    fn clone(&self) -> Self {
-        let mut q = VecDeque::with_capacity(self.q.capacity());
-        q.extend(self.q.iter().copied());
-        IdleQueue {
-            q,
-            compact_at: self.compact_at,
-        }
-    }
-}
-
 impl IdleQueue {
     fn enter(&mut self, entry: IdleEntry, stamps: &[Stamps]) {
-        self.trim(stamps);
-        if self.q.back().is_none_or(|b| *b < entry) {
-            self.q.push_back(entry);
-        } else {
-            // Only when an agent keeps an old idle time (a new profile, a reload): in order.
-            let at = self.q.partition_point(|e| *e < entry);
-            self.q.insert(at, entry);
+        let dead = |e: &IdleEntry| stamps[e.1 as usize].idle != e.2;
+        while self.q.0.front().is_some_and(dead) {
+            self.q.0.pop_front();
         }
-        if self.q.len() > self.compact_at {
-            self.q.retain(|e| stamps[e.1 as usize].idle == e.2);
-            self.compact_at = self.q.len() + self.q.len() / 8 + 16;
-        }
-    }
-
-    fn trim(&mut self, stamps: &[Stamps]) {
-        while self
-            .q
-            .front()
-            .is_some_and(|e| stamps[e.1 as usize].idle != e.2)
-        {
-            self.q.pop_front();
+        self.q.push(entry);
+        let q = &mut self.q.0;
+        if q.len() > self.compact_at {
+            q.retain(|e| !dead(e));
+            self.compact_at = q.len() + q.len() / 8 + 16;
         }
     }
 
@@ -428,12 +417,9 @@ impl IdleQueue {
         stamps: &'a [Stamps],
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
         self.q
+            .0
             .iter()
             .filter(move |e| stamps[e.1 as usize].idle == e.2)
-    }
-
-    fn holds(&self, entry: IdleEntry) -> bool {
-        self.q.binary_search(&entry).is_ok()
     }
 }
 
@@ -566,8 +552,8 @@ impl Pool {
         let s = stamps.get(idx as usize).copied().unwrap_or_default();
         let since = since_of(agent.filed_keys.0);
         live(s.order)
-            && self.order.holds((since, idx, s.order))
-            && (!live(s.idle) || self.idle.holds((since, idx, s.idle)))
+            && self.order.q.holds((since, idx, s.order))
+            && (!live(s.idle) || self.idle.q.holds((since, idx, s.idle)))
     }
 
     /// Live entries counted the slow way — of agents without work, of all — and as kept (for
@@ -834,7 +820,7 @@ mod tests {
                     .map(|k| (since_of(k), agent_of(k)))
                     .collect();
                 assert_eq!(got, want, "idle order of pool {slot} at {now}");
-                let len = pool.idle.q.len();
+                let len = pool.idle.q.0.len();
                 assert!(
                     len <= AGENTS as usize + AGENTS as usize / 8 + 17,
                     "idle queue of pool {slot} holds {len} entries for {AGENTS} agents"
