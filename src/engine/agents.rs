@@ -341,6 +341,33 @@ impl Entries {
     fn holds(&self, entry: IdleEntry) -> bool {
         self.0.binary_search(&entry).is_ok()
     }
+
+    /// The entries still live under `stamp` (which of the agent's stamps the queue's entries
+    /// carry), in order. `stamp` is generic rather than a function pointer so that each queue's
+    /// walk is compiled with its own stamp read inline (a pointer call per entry cost 2–6 %).
+    fn live<'a, S: Fn(&Stamps) -> u32 + 'a>(
+        &'a self,
+        stamps: &'a [Stamps],
+        stamp: S,
+    ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
+        self.0
+            .iter()
+            .filter(move |e| stamp(&stamps[e.1 as usize]) == e.2)
+    }
+
+    fn drop_dead_front(&mut self, stamps: &[Stamps], stamp: impl Fn(&Stamps) -> u32) {
+        while self
+            .0
+            .front()
+            .is_some_and(|e| stamp(&stamps[e.1 as usize]) != e.2)
+        {
+            self.0.pop_front();
+        }
+    }
+
+    fn compact(&mut self, stamps: &[Stamps], stamp: impl Fn(&Stamps) -> u32) {
+        self.0.retain(|e| stamp(&stamps[e.1 as usize]) == e.2);
+    }
 }
 
 /// A sorted queue of entries that are never searched for: an entry dies when its agent's stamp
@@ -362,14 +389,10 @@ impl Lazy {
     /// One live entry died (its agent's stamp already moved on).
     fn leave(&mut self, stamps: &[Stamps]) {
         self.live -= 1;
-        let dead = |e: &IdleEntry| stamps[e.1 as usize].order != e.2;
-        let q = &mut self.q.0;
-        while q.front().is_some_and(dead) {
-            q.pop_front();
-        }
+        self.q.drop_dead_front(stamps, order_stamp);
         // Dead entries cost every search that passes them: compact once they are a third.
-        if 2 * q.len() > 3 * self.live + 32 {
-            q.retain(|e| !dead(e));
+        if 2 * self.q.0.len() > 3 * self.live + 32 {
+            self.q.compact(stamps, order_stamp);
         }
     }
 
@@ -377,10 +400,7 @@ impl Lazy {
         &'a self,
         stamps: &'a [Stamps],
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
-        self.q
-            .0
-            .iter()
-            .filter(move |e| stamps[e.1 as usize].order == e.2)
+        self.q.live(stamps, order_stamp)
     }
 }
 
@@ -400,15 +420,12 @@ struct IdleQueue {
 
 impl IdleQueue {
     fn enter(&mut self, entry: IdleEntry, stamps: &[Stamps]) {
-        let dead = |e: &IdleEntry| stamps[e.1 as usize].idle != e.2;
-        while self.q.0.front().is_some_and(dead) {
-            self.q.0.pop_front();
-        }
+        self.q.drop_dead_front(stamps, idle_stamp);
         self.q.push(entry);
-        let q = &mut self.q.0;
-        if q.len() > self.compact_at {
-            q.retain(|e| !dead(e));
-            self.compact_at = q.len() + q.len() / 8 + 16;
+        if self.q.0.len() > self.compact_at {
+            self.q.compact(stamps, idle_stamp);
+            let len = self.q.0.len();
+            self.compact_at = len + len / 8 + 16;
         }
     }
 
@@ -416,11 +433,16 @@ impl IdleQueue {
         &'a self,
         stamps: &'a [Stamps],
     ) -> impl Iterator<Item = &'a IdleEntry> + 'a {
-        self.q
-            .0
-            .iter()
-            .filter(move |e| stamps[e.1 as usize].idle == e.2)
+        self.q.live(stamps, idle_stamp)
     }
+}
+
+fn idle_stamp(s: &Stamps) -> u32 {
+    s.idle
+}
+
+fn order_stamp(s: &Stamps) -> u32 {
+    s.order
 }
 
 /// Whether a stamp is that of live entries: odd while the agent is in the queues, even after.
