@@ -32,6 +32,15 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
 /// How many eligible agents `best_skill_match` compares at most (the longest idle ones).
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
 
+/// Where a contact's search looked (the idle queues of skill slot `slot` for languages `langs`)
+/// and the dead entries it passed there, for [`Pools::searched`](super::agents::Pools::searched).
+#[derive(Debug, Default)]
+pub(crate) struct Searched {
+    slot: u32,
+    langs: TagList,
+    dead: std::cell::Cell<u32>,
+}
+
 /// Relaxation in force for one contact at `now`: the first `steps` steps of its queue.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Relax {
@@ -180,7 +189,14 @@ impl Engine {
         }
     }
 
-    pub(crate) fn choose_agent(&self, c: &Contact, r: &Relax) -> Option<(u32, Rule, Match)> {
+    /// The agent for contact `c` under relaxation `r`, if any is eligible. `searched` learns
+    /// which pools' idle queues the search walked and how many dead entries it passed there.
+    pub(crate) fn choose_agent(
+        &self,
+        c: &Contact,
+        r: &Relax,
+        searched: &mut Searched,
+    ) -> Option<(u32, Rule, Match)> {
         if let Some(ai) = c.preferred_agent().and_then(|p| self.agent_ids.get(p)) {
             if let Some(m) = self.eligible(ai, c, r) {
                 return Some((ai, Rule::PreferredAgent, m));
@@ -214,6 +230,9 @@ impl Engine {
             })
             .unwrap_or(0);
         let pools = langs.iter().filter_map(|l| self.pools.get(slot, l));
+        searched.slot = slot;
+        searched.langs = langs.clone();
+        let dead = &searched.dead;
         let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
         // An exclusive channel (voice) needs an agent without work: the search stops there.
         let idle_only = self.channels[c.channel as usize].exclusive;
@@ -232,7 +251,7 @@ impl Engine {
                         let keys = if busy {
                             Either::Right(pool.busy_keys(stamps))
                         } else {
-                            Either::Left(pool.idle_keys(stamps))
+                            Either::Left(pool.idle_keys(stamps, dead))
                         };
                         self.first_eligible(keys, c, r, &mut best);
                     }
@@ -258,7 +277,7 @@ impl Engine {
                             let Some(p) = self.pools.get(slot, l) else {
                                 continue;
                             };
-                            Either::Left(p.idle_keys(stamps))
+                            Either::Left(p.idle_keys(stamps, dead))
                         };
                         self.first_eligible(keys, c, r, &mut best);
                     }
@@ -272,7 +291,7 @@ impl Engine {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
                 'pools: for pool in pools {
-                    for key in pool.by_idle(self.pools.stamps(), idle_only) {
+                    for key in pool.by_idle(self.pools.stamps(), idle_only, dead) {
                         let ai = agent_of(key);
                         if !self.pools.may_take(ai, c.channel) {
                             continue;
@@ -346,9 +365,14 @@ impl Engine {
             return;
         };
         let r = self.relax(c);
-        match self.choose_agent(c, &r) {
+        let mut searched = Searched::default();
+        match self.choose_agent(c, &r, &mut searched) {
             Some((ai, rule, m)) => self.offer(slot, ai, rule, m, r, out),
             None => self.enqueue(slot),
+        }
+        if searched.dead.get() > 0 {
+            self.pools
+                .searched(searched.slot, &searched.langs, searched.dead.get());
         }
     }
 
