@@ -405,12 +405,12 @@ impl Lazy {
     }
 }
 
-/// The queue of agents without work of a pool, by idle time: a [`Lazy`] queue whose entries die
-/// without the pool being told. An agent takes work far more often than anything else happens
-/// to it, and telling each of its 10–20 pools cost more than the whole search; so the queue
-/// does not count its live entries. Dead entries are dropped from the front whenever an entry
-/// joins, and the whole queue is compacted when it has grown by an eighth since the last
-/// compaction: searches pass the dead entries left in the middle, and at 100k agents a looser
+/// The queue of agents without work of a pool, by idle time: sorted entries like [`Lazy`]'s,
+/// but they die without the queue being told. An agent takes work far more often than anything
+/// else happens to it, and telling each of its 10–20 pools cost more than the whole search; so
+/// the queue does not count its live entries. Dead entries are dropped from the front whenever
+/// an entry joins or a search has passed some (see [`IdleQueue::passed`]), and the whole queue
+/// is compacted when it has grown by an eighth since the last compaction: searches pass the dead entries left in the middle, and at 100k agents a looser
 /// bound cost more instructions per event (a half: a third more; a quarter: 7 % more).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct IdleQueue {
