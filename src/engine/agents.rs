@@ -838,6 +838,7 @@ impl Pools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::tables::TagList;
 
     const AGENTS: u32 = 40;
 
@@ -895,12 +896,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod burst_tests {
-    use super::*;
-    use crate::engine::tables::TagList;
 
     /// A burst of contacts while nobody finishes work: no entry joins the idle queue, so only the
     /// searches can clear what they pass. 100 longest-idle agents that the contacts cannot use

@@ -209,11 +209,11 @@ impl Engine {
         }
         // Pools to look in: every agent tag that serves the contact's language or a fallback
         // language in force.
-        let mut langs = TagList::default();
-        self.langs.servers_of(c.language, &mut langs);
+        let langs = &mut searched.langs;
+        self.langs.servers_of(c.language, langs);
         for s in &self.queues[c.queue as usize].steps[..r.steps] {
             for &f in &s.languages {
-                self.langs.servers_of(f, &mut langs);
+                self.langs.servers_of(f, langs);
             }
         }
         // The contact's rarest required skill (fewest agents) narrows the search most.
@@ -229,9 +229,9 @@ impl Engine {
                     .sum::<usize>()
             })
             .unwrap_or(0);
+        let langs = &searched.langs;
         let pools = langs.iter().filter_map(|l| self.pools.get(slot, l));
         searched.slot = slot;
-        searched.langs = langs.clone();
         let dead = &searched.dead;
         let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
         // An exclusive channel (voice) needs an agent without work: the search stops there.
