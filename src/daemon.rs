@@ -845,10 +845,6 @@ impl Daemon {
         }
     }
 
-    fn source(&mut self, msg: &BorrowedMessage<'_>) -> Source {
-        (self.topic_name(msg.topic()), msg.partition(), msg.offset())
-    }
-
     /// The interned name of a topic.
     fn topic_name(&mut self, topic: &str) -> Arc<str> {
         match self.topic_names.get(topic) {
@@ -868,8 +864,9 @@ impl Daemon {
         consumer: &StreamConsumer<RebalanceContext>,
         msg: &BorrowedMessage<'_>,
     ) -> Result<(), DaemonError> {
+        // Read once: each call copies the name out of librdkafka and checks it as UTF-8.
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let src = self.source(msg);
+        let src = (self.topic_name(topic), partition, offset);
         let Some(part) = self.parts.get_mut(&partition) else {
             // Its state is being rebuilt: the consumer seeks back to the state's position.
             return Ok(());
@@ -1004,6 +1001,11 @@ impl Daemon {
         }
         // Registered before staging: the record's offset waits for its outputs from now on.
         producer::lock(&self.tracker).begin(&src, produce as u32);
+        if produce == 0 {
+            // Most records: nothing to hand to the writer, so its lock is not taken.
+            self.out.clear();
+            return;
+        }
         self.counts.produced += produce as u64;
         let metrics = &mut self.metrics;
         let jobs = seqs
