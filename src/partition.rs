@@ -7,7 +7,9 @@
 //! and the clock records, see [`crate::recovery`]), never from the wall clock, so a replay of the
 //! partition gives the same outputs with the same sequence numbers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,18 +54,18 @@ pub enum Outcome {
 pub struct Partition {
     id: i32,
     policy: Arc<Policy>,
-    engines: HashMap<String, Engine>,
+    engines: FxHashMap<String, Engine>,
     max_record_bytes: usize,
     /// Offers not yet accepted or withdrawn, for the answered-wait histogram: (tenant,
     /// assignment id) → what the offer said. Bounded by the engines' open offers.
     /// By tenant, then assignment id, so that look-ups need no key built.
-    open_offers: HashMap<crate::engine::Name, HashMap<String, OpenOffer>>,
+    open_offers: FxHashMap<crate::engine::Name, FxHashMap<String, OpenOffer>>,
     /// Every engine's next timer, ordered by time, so the daemon's clock finds due engines and
     /// the next wake-up without scanning all tenants. `deadlines` is the same, by tenant.
     /// Tenant names are shared between the two, so moving a timer allocates nothing; a
     /// tenant without a timer keeps its entry in `deadlines` (with `None`).
     timers: BTreeSet<(Millis, Arc<str>)>,
-    deadlines: HashMap<String, (Option<Millis>, Arc<str>)>,
+    deadlines: FxHashMap<String, (Option<Millis>, Arc<str>)>,
     /// Engine time: the latest record timestamp or clock value seen on this partition.
     clock: Millis,
     /// Sequence number of the next output of this partition (header `omniroute.seq`).
@@ -127,11 +129,11 @@ impl Partition {
         Partition {
             id,
             policy,
-            engines: HashMap::new(),
+            engines: FxHashMap::default(),
             max_record_bytes,
-            open_offers: HashMap::new(),
+            open_offers: FxHashMap::default(),
             timers: BTreeSet::new(),
-            deadlines: HashMap::new(),
+            deadlines: FxHashMap::default(),
             clock: 0,
             out_seq: 0,
             positions: BTreeMap::new(),
@@ -294,11 +296,12 @@ impl Partition {
         self.handled += 1;
         let first = out.len();
         let result = engine.handle(now, &event, out);
+        let next = engine.next_deadline();
         if let Some(started) = started {
             self.metrics.decision(started.elapsed().as_secs_f64());
         }
         let event_type = event.body.type_name();
-        self.reschedule(&event.tenant);
+        self.reschedule_to(&event.tenant, next);
         match result {
             Ok(()) => {
                 self.metrics.routed(event_type);
@@ -354,6 +357,11 @@ impl Partition {
     /// Re-reads one engine's next timer into the index.
     fn reschedule(&mut self, tenant: &str) {
         let next = self.engines.get(tenant).and_then(Engine::next_deadline);
+        self.reschedule_to(tenant, next);
+    }
+
+    /// Files the tenant's next timer at `next`.
+    fn reschedule_to(&mut self, tenant: &str, next: Option<Millis>) {
         match self.deadlines.get_mut(tenant) {
             Some((old, name)) => {
                 if *old == next {
@@ -513,7 +521,7 @@ mod tests {
         let Some(Output::Offer(offer)) = out.first() else {
             panic!("expected an offer, got {out:?}")
         };
-        let open = |p: &Partition| p.open_offers.values().map(HashMap::len).sum::<usize>();
+        let open = |p: &Partition| p.open_offers.values().map(|m| m.len()).sum::<usize>();
         assert_eq!(open(&p), 1);
         let accept = format!(
             r#"{{"type":"offer.accepted","id":"4","tenant":"t","ts":3000,"assignment_id":"{}","agent_id":"a","contact_id":"c"}}"#,
