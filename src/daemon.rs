@@ -183,7 +183,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         rebuilt_tx,
         rebuilt_rx,
         next_snapshot_id: u64::try_from(now_us()).unwrap_or(0),
-        topic_names: FxHashMap::default(),
+        topics: Vec::new(),
         out: Vec::new(),
         metrics: metrics::Handles::default(),
         status: control.status,
@@ -288,20 +288,20 @@ struct Daemon {
     clock_sent: HashMap<i32, Instant>,
     /// Input partitions whose consumer was moved back towards the state's position, and to
     /// which offset.
-    seeking: FxHashMap<(Arc<str>, i32), i64>,
+    seeking: FxHashMap<InputKey, i64>,
     /// The offset of the record the consumer handed over last, per input partition, since
     /// the last seek or assignment: two in a row prove there is nothing between them.
-    delivered: FxHashMap<(Arc<str>, i32), i64>,
+    delivered: FxHashMap<InputKey, i64>,
     /// First offset kept, per input partition (how far back a seek may go).
-    lows: HashMap<(Arc<str>, i32), i64>,
+    lows: HashMap<InputKey, i64>,
     /// Partitions whose state is being looked up: (generation, task).
     rebuilding: HashMap<i32, (u64, tokio::task::JoinHandle<()>)>,
     rebuild_generation: u64,
     rebuilt_tx: mpsc::UnboundedSender<Rebuilt>,
     rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
     next_snapshot_id: u64,
-    /// Interned topic names for delivery tracking.
-    topic_names: FxHashMap<String, Arc<str>>,
+    /// Input topic names seen, interned: an [`InputKey`]'s topic is an index into this.
+    topics: Vec<Arc<str>>,
     /// Reused output buffer.
     out: Vec<Output>,
     /// The record path's metric handles.
@@ -312,6 +312,10 @@ struct Daemon {
     last_sla: Instant,
     last_status: Instant,
 }
+
+/// An input partition: (index into the daemon's interned topic names, partition). Plain
+/// numbers, so that the per-record look-ups touch no shared reference count.
+type InputKey = (u32, i32);
 
 /// Records served per loop turn at most (see [`Daemon::drain`]).
 const BATCH: usize = 512;
@@ -634,9 +638,9 @@ impl Daemon {
         }
         let found = r.found;
         for (t, low) in &found.low {
-            let topic = self.topic_name(t);
-            self.lows.insert((topic.clone(), p), *low);
-            self.delivered.remove(&(topic, p));
+            let key = (self.topic_id(t), p);
+            self.lows.insert(key, *low);
+            self.delivered.remove(&key);
         }
         let max = self.config.daemon.max_record_bytes;
         let restored = found.snapshot.as_ref().and_then(|bytes| {
@@ -699,8 +703,8 @@ impl Daemon {
             .collect();
         self.parts.insert(p, part);
         for (t, at) in positions {
-            let key = (self.topic_name(&t), p);
-            self.seek(consumer, &key, at);
+            let key = (self.topic_id(&t), p);
+            self.seek(consumer, key, at);
         }
         self.publish_ownership();
     }
@@ -827,34 +831,30 @@ impl Daemon {
         Ok(())
     }
 
-    fn seek(
-        &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
-        key: &(Arc<str>, i32),
-        to: i64,
-    ) {
-        let (topic, partition) = (&*key.0, key.1);
+    fn seek(&mut self, consumer: &StreamConsumer<RebalanceContext>, key: InputKey, to: i64) {
+        let (topic, partition) = (self.topics[key.0 as usize].clone(), key.1);
+        let topic = &*topic;
         // What comes next is the first record after the seek.
-        self.delivered.remove(key);
+        self.delivered.remove(&key);
         match consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(5)) {
             Ok(()) => {
-                self.seeking.insert(key.clone(), to);
+                self.seeking.insert(key, to);
             }
             // The next record of the partition tries again.
             Err(e) => tracing::warn!(topic, partition, to, error = %e, "seek failed"),
         }
     }
 
-    /// The interned name of a topic.
-    fn topic_name(&mut self, topic: &str) -> Arc<str> {
-        match self.topic_names.get(topic) {
-            Some(t) => t.clone(),
+    /// The index of a topic in [`Daemon::topics`]; a daemon reads a handful of input topics.
+    fn topic_id(&mut self, topic: &str) -> u32 {
+        let i = match self.topics.iter().position(|t| &**t == topic) {
+            Some(i) => i,
             None => {
-                let t: Arc<str> = Arc::from(topic);
-                self.topic_names.insert(topic.to_string(), t.clone());
-                t
+                self.topics.push(Arc::from(topic));
+                self.topics.len() - 1
             }
-        }
+        };
+        i as u32
     }
 
     /// admit → decode → engine → encode → produce; the snapshot that holds this record is
@@ -866,13 +866,14 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         // Read once: each call copies the name out of librdkafka and checks it as UTF-8.
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let src = (self.topic_name(topic), partition, offset);
+        let id = self.topic_id(topic);
+        let src = (self.topics[id as usize].clone(), partition, offset);
         let Some(part) = self.parts.get_mut(&partition) else {
             // Its state is being rebuilt: the consumer seeks back to the state's position.
             return Ok(());
         };
-        let key = (src.0.clone(), partition);
-        let previous = self.delivered.insert(key.clone(), offset);
+        let key = (id, partition);
+        let previous = self.delivered.insert(key, offset);
         match part.admit(topic, offset) {
             Admit::Apply => {
                 self.seeking.remove(&key);
@@ -931,7 +932,7 @@ impl Daemon {
                         from,
                         "consumer ahead of the partition state; seeking back"
                     );
-                    self.seek(consumer, &key, from);
+                    self.seek(consumer, key, from);
                     return Ok(());
                 }
             }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -37,7 +36,10 @@ pub enum Effect {
 /// offsets whose effects are all acknowledged get stored.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    parts: FxHashMap<(Arc<str>, i32), PartTrack>,
+    /// Per input partition. A short list, searched without building a key: a key would clone
+    /// the topic's `Arc` for every record and every acknowledgement, and its count is shared
+    /// by the loop, the writer and the delivery thread.
+    parts: Vec<(Arc<str>, i32, PartTrack)>,
     /// First delivery that failed for good; the daemon stops on it (its offset must not pass).
     failed: Option<(String, String)>,
     /// Snapshot chunks still unacknowledged, by (input partition, snapshot id).
@@ -57,9 +59,35 @@ struct PartTrack {
 }
 
 impl Tracker {
+    fn part(&self, topic: &str, partition: i32) -> Option<&PartTrack> {
+        self.parts
+            .iter()
+            .find(|(t, q, _)| *q == partition && &**t == topic)
+            .map(|(_, _, p)| p)
+    }
+
+    fn part_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartTrack> {
+        self.parts
+            .iter_mut()
+            .find(|(t, q, _)| *q == partition && &**t == topic)
+            .map(|(_, _, p)| p)
+    }
+
     /// Record `offset` consumed, with `outputs` deliveries to wait for (0 = done already).
     pub fn begin(&mut self, (topic, partition, offset): &Source, outputs: u32) {
-        let p = self.parts.entry((topic.clone(), *partition)).or_default();
+        let i = match self
+            .parts
+            .iter()
+            .position(|(t, q, _)| q == partition && t == topic)
+        {
+            Some(i) => i,
+            None => {
+                self.parts
+                    .push((topic.clone(), *partition, PartTrack::default()));
+                self.parts.len() - 1
+            }
+        };
+        let p = &mut self.parts[i].2;
         p.first_seen = Some(p.first_seen.map_or(*offset, |o| o.min(*offset)));
         p.last_seen = Some(p.last_seen.map_or(*offset, |o| o.max(*offset)));
         if outputs > 0 {
@@ -69,7 +97,7 @@ impl Tracker {
 
     /// One delivery for `source` was acknowledged.
     pub fn ack(&mut self, (topic, partition, offset): &Source) {
-        if let Some(p) = self.parts.get_mut(&(topic.clone(), *partition)) {
+        if let Some(p) = self.part_mut(topic, *partition) {
             if let Some(n) = p.pending.get_mut(offset) {
                 *n -= 1;
                 if *n == 0 {
@@ -107,11 +135,7 @@ impl Tracker {
     /// The highest offset of `topic`/`partition` such that it and every earlier record this
     /// owner consumed are fully delivered (without marking anything stored).
     pub fn done_through(&self, topic: &str, partition: i32) -> Option<i64> {
-        let p = self
-            .parts
-            .iter()
-            .find(|((t, q), _)| &**t == topic && *q == partition)
-            .map(|(_, p)| p)?;
+        let p = self.part(topic, partition)?;
         let (first, last) = (p.first_seen?, p.last_seen?);
         let done = match p.pending.keys().next() {
             Some(pending) => pending - 1,
@@ -122,10 +146,8 @@ impl Tracker {
 
     /// True when no record of `topic`/`partition` up to `offset` waits for a delivery.
     pub fn acked_through(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.parts
-            .iter()
-            .find(|((t, q), _)| &**t == topic && *q == partition)
-            .and_then(|(_, p)| p.pending.keys().next())
+        self.part(topic, partition)
+            .and_then(|p| p.pending.keys().next())
             .is_none_or(|first_pending| *first_pending > offset)
     }
 
@@ -148,14 +170,14 @@ impl Tracker {
     /// owner.
     pub fn forget(&mut self, topic: &str, partition: i32) {
         self.parts
-            .retain(|(t, p), _| !(&**t == topic && *p == partition));
+            .retain(|(t, p, _)| !(&**t == topic && *p == partition));
     }
 
     /// Outstanding deliveries over all partitions.
     pub fn pending(&self) -> usize {
         self.parts
-            .values()
-            .map(|p| p.pending.values().map(|n| *n as usize).sum::<usize>())
+            .iter()
+            .map(|(_, _, p)| p.pending.values().map(|n| *n as usize).sum::<usize>())
             .sum()
     }
 }
