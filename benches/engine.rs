@@ -13,6 +13,10 @@
 //! not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes; `OMNIROUTE_BENCH_EVENTS=20000`
 //! records fewer events (default 200,000), e.g. to count instructions of `replay` under
 //! `valgrind --tool=callgrind --toggle-collect='*replay*'` in test mode.
+//!
+//! `records/…` replays the same events as JSON input records through a partition's state
+//! (decode, engine, the partition's timer index and open offers): the daemon's record path
+//! without Kafka. Its instructions alone: `--toggle-collect='*apply_records*'`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +27,7 @@ use omniroute::event::{
     AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
     Event, OfferAnswer, WrapupDone,
 };
+use omniroute::partition::{Input, Partition};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -324,6 +329,8 @@ impl Driver {
 struct Workload {
     warmed: Engine,
     trace: Vec<Event>,
+    /// The trace as the daemon reads it: (record timestamp, JSON payload).
+    records: Vec<(u64, Vec<u8>)>,
     /// Index of each `contact.created` in `trace`.
     creates: usize,
 }
@@ -367,6 +374,26 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
             recorded as f64 / (cpu as f64 / 1e9)
         );
     }
+    // The same events as input records through a partition's state: decoding, the engine, and
+    // the partition's own bookkeeping (timer index, open offers, de-duplication), which is the
+    // daemon's record path less Kafka.
+    let records: Vec<(u64, Vec<u8>)> = trace
+        .iter()
+        .map(|ev| (ev.ts, serde_json::to_vec(ev).expect("events serialise")))
+        .collect();
+    for _ in 0..3 {
+        let mut p = partition(&warmed);
+        let mut out = Vec::new();
+        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
+        let outputs = apply_records(&mut p, &records, &mut out);
+        let (wall, cpu) = (wall.elapsed(), thread_cpu_ns().saturating_sub(cpu));
+        eprintln!(
+            "records {agents} agents: {recorded} records, {outputs} outputs in {:.3} s wall, {:.3} s CPU: {:.0} records/s per CPU second",
+            wall.as_secs_f64(),
+            cpu as f64 / 1e9,
+            recorded as f64 / (cpu as f64 / 1e9)
+        );
+    }
     if std::env::var_os("OMNIROUTE_BENCH_DIGEST").is_some() {
         eprintln!("digest {agents} agents: {:016x}", digest(&warmed, &trace));
     }
@@ -382,6 +409,7 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
     Workload {
         warmed,
         trace,
+        records,
         creates,
     }
 }
@@ -415,6 +443,31 @@ fn digest(warmed: &Engine, trace: &[Event]) -> u64 {
         .hash(&mut h);
     format!("{:?}", e.stats()).hash(&mut h);
     h.finish()
+}
+
+/// A partition state holding a copy of the warmed engine.
+fn partition(warmed: &Engine) -> Partition {
+    Partition::with_engines(0, Arc::new(policy()), 65_536, [warmed.clone()])
+}
+
+#[inline(never)]
+fn apply_records(p: &mut Partition, records: &[(u64, Vec<u8>)], out: &mut Vec<Output>) -> usize {
+    let mut n = 0;
+    for (offset, (ts, payload)) in records.iter().enumerate() {
+        out.clear();
+        p.apply(
+            Input {
+                topic: "omniroute.events",
+                offset: offset as i64,
+                timestamp: Some(*ts),
+                key: Some(b"shop"),
+                payload: Some(payload),
+            },
+            out,
+        );
+        n += out.len();
+    }
+    n
 }
 
 #[inline(never)]
@@ -452,6 +505,17 @@ fn bench_engine(c: &mut Criterion) {
                 |mut e| {
                     replay(&mut e, &w.trace, &mut out);
                     e
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(format!("records/{agents}_agents"), |b| {
+            let mut out = Vec::new();
+            b.iter_batched(
+                || partition(&w.warmed),
+                |mut p| {
+                    apply_records(&mut p, &w.records, &mut out);
+                    p
                 },
                 BatchSize::LargeInput,
             )

@@ -180,11 +180,24 @@ impl Partition {
                 state.partition
             ));
         }
-        let mut p = Partition::build(id, policy.clone(), max_record_bytes);
+        let mut p = Partition::with_engines(id, policy, max_record_bytes, state.engines);
         p.clock = state.clock;
         p.out_seq = state.out_seq;
         p.positions = state.positions;
-        for mut e in state.engines {
+        Ok(p)
+    }
+
+    /// A partition holding `engines` (one per tenant) and nothing applied yet, as a restore
+    /// builds it; engines whose policy differs from `policy` take `policy`. Benchmarks start
+    /// from an engine warmed directly this way.
+    pub fn with_engines(
+        id: i32,
+        policy: Arc<Policy>,
+        max_record_bytes: usize,
+        engines: impl IntoIterator<Item = Engine>,
+    ) -> Self {
+        let mut p = Partition::build(id, policy.clone(), max_record_bytes);
+        for mut e in engines {
             // Only a real change re-sets the policy: setting it schedules a sweep of every
             // agent, which the uninterrupted run did not do.
             if **e.policy() != *policy {
@@ -196,7 +209,7 @@ impl Partition {
         for t in tenants {
             p.reschedule(&t);
         }
-        Ok(p)
+        p
     }
 
     pub fn id(&self) -> i32 {
