@@ -4,20 +4,22 @@
 #   scripts/bench.sh            build, start a private Tansu, run everything, print a table
 #
 # Steps: (1) throughput: one pre-recorded workload, read by the pass-through baseline and by the
-# daemon in the same run → ratio; (2) latency of a live workload against the daemon process at
+# daemon in turn, three rounds → the median ratio; (2) latency of a live workload against the daemon process at
 # 10–100 % of the daemon's measured maximum (the half-load row is the headline) → CSV and SVG plot;
 # (3) memory per agent and per waiting contact (engine only). Bounded: every step has a timeout,
 # the whole run takes a few minutes; the broker and the daemon are stopped on exit.
 #
 # Environment: BENCH_PORT (Kafka, default 19092), BENCH_METRICS_PORT (19464), BENCH_COUNT
-# (records for the throughput step, 300000), BENCH_SECONDS (seconds per latency step, 8),
-# BENCH_OUT (results, target/bench). Not part of CI: figures depend on the machine and its load.
+# (records for the throughput step, 300000), BENCH_ROUNDS (its rounds, 3), BENCH_SECONDS
+# (seconds per latency step, 8), BENCH_OUT (results, target/bench). Not part of CI: figures
+# depend on the machine and its load.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PORT="${BENCH_PORT:-19092}"
 METRICS_PORT="${BENCH_METRICS_PORT:-19464}"
 COUNT="${BENCH_COUNT:-300000}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 SECONDS_PER_STEP="${BENCH_SECONDS:-8}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 BIN="$ROOT/target/release/omniroute"
@@ -83,11 +85,12 @@ EOF
 "$BIN" loadgen topics -c "$OUT/bench.toml" --partitions 4
 
 echo "== 1. throughput: pass-through vs omniroute on the same $COUNT records"
-timeout 300 "$BIN" loadgen compare -c "$OUT/bench.toml" --count "$COUNT" --timeout 120s \
-  | tee "$OUT/compare.txt"
-PASS_RATE=$(awk '/passthrough:/ {print $2; exit}' "$OUT/compare.txt")
-OMNI_RATE=$(awk '/omniroute:/ {print $2; exit}' "$OUT/compare.txt")
-RATIO=$(awk '/ratio/ {print $NF; exit}' "$OUT/compare.txt")
+# Several rounds on the same records: the last lines are the medians.
+timeout 420 "$BIN" loadgen compare -c "$OUT/bench.toml" --count "$COUNT" --rounds "$ROUNDS" \
+  --timeout 120s | tee "$OUT/compare.txt"
+PASS_RATE=$(awk '/^  passthrough:/ {v = $2} END {print v}' "$OUT/compare.txt")
+OMNI_RATE=$(awk '/^  omniroute:/ {v = $2} END {print v}' "$OUT/compare.txt")
+RATIO=$(awk '/^  ratio omniroute/ {v = $5} END {print v}' "$OUT/compare.txt")
 
 echo "== 2. latency: live workload against the daemon process"
 DAEMON=""

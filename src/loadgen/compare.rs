@@ -41,6 +41,11 @@ pub struct CompareArgs {
     /// Contacts per second of the recorded workload's virtual clock.
     #[arg(long, default_value_t = 2_000.0)]
     pub virtual_rate: f64,
+    /// Rounds of pass-through then omniroute on the same records. The summary gives each
+    /// contender's median rate and the median of the rounds' ratios: on a shared machine one
+    /// round can land in a slow or fast spell of the broker.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// Give up on one contender after this long.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -72,41 +77,93 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
     );
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let before = cpu::Sample::now();
-    let pass = passthrough::measure(
-        &config,
-        &input,
-        &copy,
-        written,
-        &format!("omniroute-passthrough-{run}"),
-        a.timeout,
-    )
-    .await?;
-    println!(
-        "  passthrough: {:.0} records/s ({} records in {:.3} s)",
-        pass.per_second(),
-        pass.records,
-        pass.busy.as_secs_f64()
-    );
-    let between = cpu::Sample::now();
-    print_cpu(before, between, pass.records, cores);
-    let (omni, status) = measure_daemon(&config, &input, written, &run, a.timeout).await?;
-    println!(
-        "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
-        omni.per_second(),
-        omni.records,
-        omni.busy.as_secs_f64(),
-        status.routed,
-        status.ignored,
-        status.dead_lettered,
-        status.produced
-    );
-    print_cpu(between, cpu::Sample::now(), omni.records, cores);
-    println!(
-        "  ratio omniroute / passthrough: {:.3}",
-        omni.per_second() / pass.per_second().max(1e-9)
-    );
+    let rounds = a.rounds.max(1);
+    let (mut pass_rates, mut omni_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        // Each round reads the same input with fresh groups, and the daemon writes to topics
+        // of its own: a recovering daemon reads its output and state topics back.
+        let tag = if rounds == 1 {
+            run.clone()
+        } else {
+            format!("{run}-r{round}")
+        };
+        if rounds > 1 {
+            let (outputs, state) = run_topics(&tag);
+            ensure_topics(&config, &[&outputs, &state], a.partitions).await?;
+            println!("  round {round} of {rounds}");
+        }
+        let before = cpu::Sample::now();
+        let pass = passthrough::measure(
+            &config,
+            &input,
+            &copy,
+            written,
+            &format!("omniroute-passthrough-{tag}"),
+            a.timeout,
+        )
+        .await?;
+        println!(
+            "  passthrough: {:.0} records/s ({} records in {:.3} s)",
+            pass.per_second(),
+            pass.records,
+            pass.busy.as_secs_f64()
+        );
+        let between = cpu::Sample::now();
+        print_cpu(before, between, pass.records, cores);
+        let (omni, status) = measure_daemon(&config, &input, written, &tag, a.timeout).await?;
+        println!(
+            "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
+            omni.per_second(),
+            omni.records,
+            omni.busy.as_secs_f64(),
+            status.routed,
+            status.ignored,
+            status.dead_lettered,
+            status.produced
+        );
+        print_cpu(between, cpu::Sample::now(), omni.records, cores);
+        let ratio = omni.per_second() / pass.per_second().max(1e-9);
+        println!("  ratio omniroute / passthrough: {ratio:.3}");
+        pass_rates.push(pass.per_second());
+        omni_rates.push(omni.per_second());
+        ratios.push(ratio);
+    }
+    if rounds > 1 {
+        let show = |v: &[f64], digits: usize| {
+            v.iter()
+                .map(|x| format!("{x:.digits$}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("  median of {rounds} rounds:");
+        println!(
+            "  passthrough: {:.0} records/s (rounds: {})",
+            median(&pass_rates),
+            show(&pass_rates, 0)
+        );
+        println!(
+            "  omniroute:   {:.0} records/s (rounds: {})",
+            median(&omni_rates),
+            show(&omni_rates, 0)
+        );
+        println!(
+            "  ratio omniroute / passthrough: {:.3} (rounds: {})",
+            median(&ratios),
+            show(&ratios, 3)
+        );
+    }
     Ok(())
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// CPU per record of one contender: its share of this process and of the machine (the broker),
@@ -273,4 +330,16 @@ async fn measure_daemon(
         },
         final_status,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[0.9, 0.2, 0.7]), 0.7);
+        assert_eq!(median(&[0.4, 0.8, 0.2, 0.6]), 0.5);
+        assert_eq!(median(&[]), 0.0);
+    }
 }
