@@ -78,6 +78,15 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rounds = a.rounds.max(1);
+    // Metrics are recorded as in production (one recorder for the process, installed once); no
+    // endpoint needed.
+    let metrics = match crate::metrics::install_prometheus() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
     let (mut pass_rates, mut omni_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         // Each round reads the same input with fresh groups, and the daemon writes to topics
@@ -110,7 +119,10 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         );
         let between = cpu::Sample::now();
         print_cpu(before, between, pass.records, cores);
-        let (omni, status) = measure_daemon(&config, &input, written, &tag, a.timeout).await?;
+        // The ignored-event counts are shown for the first round (the counters add up).
+        let shown = metrics.as_ref().filter(|_| round == 1);
+        let (omni, status) =
+            measure_daemon(&config, &input, written, &tag, a.timeout, shown).await?;
         println!(
             "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
             omni.per_second(),
@@ -262,20 +274,13 @@ async fn measure_daemon(
     count: u64,
     run: &str,
     timeout: Duration,
+    metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<(Rate, daemon::Status), BenchError> {
     let mut config = config.clone();
     config.kafka.input_topics = vec![topic.to_string()];
     (config.kafka.assignments_topic, config.kafka.state_topic) = run_topics(run);
     config.kafka.group_id = format!("omniroute-bench-{run}");
     config.kafka.start_from = crate::config::StartFrom::Earliest;
-    // Metrics are recorded as in production (a recorder installed); no endpoint needed.
-    let metrics = match crate::metrics::install_prometheus() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics recorder not installed");
-            None
-        }
-    };
     let shutdown = CancellationToken::new();
     let (control, _reload, mut status) =
         Control::new(shutdown.clone(), Arc::new(config.routing.clone()));
