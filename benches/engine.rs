@@ -361,19 +361,11 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
     }
     // The machine may be shared: next to wall time, report the CPU time this thread spent, which
     // is what "events per second on one core" means.
-    for _ in 0..3 {
-        let mut e = warmed.clone();
-        let mut out = Vec::new();
-        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
-        let outputs = replay(&mut e, &trace, &mut out);
-        let (wall, cpu) = (wall.elapsed(), thread_cpu_ns().saturating_sub(cpu));
-        eprintln!(
-            "replay {agents} agents: {recorded} events, {outputs} outputs in {:.3} s wall, {:.3} s CPU: {:.0} events/s per CPU second",
-            wall.as_secs_f64(),
-            cpu as f64 / 1e9,
-            recorded as f64 / (cpu as f64 / 1e9)
-        );
-    }
+    timed(
+        ("replay", "events", agents, recorded),
+        || warmed.clone(),
+        |e| replay(e, &trace, &mut Vec::new()),
+    );
     // The same events as input records through a partition's state: decoding, the engine, and
     // the partition's own bookkeeping (timer index, open offers, de-duplication), which is the
     // daemon's record path less Kafka.
@@ -381,19 +373,11 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
         .iter()
         .map(|ev| (ev.ts, serde_json::to_vec(ev).expect("events serialise")))
         .collect();
-    for _ in 0..3 {
-        let mut p = partition(&warmed);
-        let mut out = Vec::new();
-        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
-        let outputs = apply_records(&mut p, &records, &mut out);
-        let (wall, cpu) = (wall.elapsed(), thread_cpu_ns().saturating_sub(cpu));
-        eprintln!(
-            "records {agents} agents: {recorded} records, {outputs} outputs in {:.3} s wall, {:.3} s CPU: {:.0} records/s per CPU second",
-            wall.as_secs_f64(),
-            cpu as f64 / 1e9,
-            recorded as f64 / (cpu as f64 / 1e9)
-        );
-    }
+    timed(
+        ("records", "records", agents, recorded),
+        || partition(&warmed),
+        |p| apply_records(p, &records, &mut Vec::new()),
+    );
     if std::env::var_os("OMNIROUTE_BENCH_DIGEST").is_some() {
         eprintln!("digest {agents} agents: {:016x}", digest(&warmed, &trace));
     }
@@ -411,6 +395,27 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
         trace,
         records,
         creates,
+    }
+}
+
+/// Three timed runs of `replay` on a `fresh` state each (built before the clocks start),
+/// printing wall and CPU time: `(what, unit, agents, n)` name the line, `n` items replayed.
+fn timed<S>(
+    (what, unit, agents, n): (&str, &str, usize, usize),
+    fresh: impl Fn() -> S,
+    replay: impl Fn(&mut S) -> usize,
+) {
+    for _ in 0..3 {
+        let mut state = fresh();
+        let (wall, cpu) = (Instant::now(), thread_cpu_ns());
+        let outputs = replay(&mut state);
+        let (wall, cpu) = (wall.elapsed(), thread_cpu_ns().saturating_sub(cpu));
+        eprintln!(
+            "{what} {agents} agents: {n} {unit}, {outputs} outputs in {:.3} s wall, {:.3} s CPU: {:.0} {unit}/s per CPU second",
+            wall.as_secs_f64(),
+            cpu as f64 / 1e9,
+            n as f64 / (cpu as f64 / 1e9)
+        );
     }
 }
 
