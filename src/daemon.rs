@@ -864,7 +864,7 @@ impl Daemon {
         consumer: &StreamConsumer<RebalanceContext>,
         msg: &BorrowedMessage<'_>,
     ) -> Result<(), DaemonError> {
-        // Read once: each call copies the name out of librdkafka and checks it as UTF-8.
+        // Read once: each call asks librdkafka for the name, measures it and checks its UTF-8.
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let id = self.topic_id(topic);
         let src = (self.topics[id as usize].clone(), partition, offset);
