@@ -8,11 +8,10 @@
 //! partition gives the same outputs with the same sequence numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineStats, Output, Policy, SlaSnapshot};

@@ -2,7 +2,6 @@
 //! delivery tracking per source offset and backpressure when its queue is full.
 
 use std::collections::{BTreeMap, HashMap};
-
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,34 +58,27 @@ struct PartTrack {
 }
 
 impl Tracker {
-    fn part(&self, topic: &str, partition: i32) -> Option<&PartTrack> {
+    fn index(&self, topic: &str, partition: i32) -> Option<usize> {
         self.parts
             .iter()
-            .find(|(t, q, _)| *q == partition && &**t == topic)
-            .map(|(_, _, p)| p)
+            .position(|(t, q, _)| *q == partition && &**t == topic)
+    }
+
+    fn part(&self, topic: &str, partition: i32) -> Option<&PartTrack> {
+        self.index(topic, partition).map(|i| &self.parts[i].2)
     }
 
     fn part_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartTrack> {
-        self.parts
-            .iter_mut()
-            .find(|(t, q, _)| *q == partition && &**t == topic)
-            .map(|(_, _, p)| p)
+        self.index(topic, partition).map(|i| &mut self.parts[i].2)
     }
 
     /// Record `offset` consumed, with `outputs` deliveries to wait for (0 = done already).
     pub fn begin(&mut self, (topic, partition, offset): &Source, outputs: u32) {
-        let i = match self
-            .parts
-            .iter()
-            .position(|(t, q, _)| q == partition && t == topic)
-        {
-            Some(i) => i,
-            None => {
-                self.parts
-                    .push((topic.clone(), *partition, PartTrack::default()));
-                self.parts.len() - 1
-            }
-        };
+        let i = self.index(topic, *partition).unwrap_or_else(|| {
+            self.parts
+                .push((topic.clone(), *partition, PartTrack::default()));
+            self.parts.len() - 1
+        });
         let p = &mut self.parts[i].2;
         p.first_seen = Some(p.first_seen.map_or(*offset, |o| o.min(*offset)));
         p.last_seen = Some(p.last_seen.map_or(*offset, |o| o.max(*offset)));

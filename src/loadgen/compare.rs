@@ -90,15 +90,18 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
     let (mut pass_rates, mut omni_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         // Each round reads the same input with fresh groups, and the daemon writes to topics
-        // of its own: a recovering daemon reads its output and state topics back.
-        let tag = if rounds == 1 {
+        // of its own (the first round's were made with the input): a recovering daemon reads
+        // its output and state topics back.
+        let tag = if round == 1 {
             run.clone()
         } else {
             format!("{run}-r{round}")
         };
-        if rounds > 1 {
+        if round > 1 {
             let (outputs, state) = run_topics(&tag);
             ensure_topics(&config, &[&outputs, &state], a.partitions).await?;
+        }
+        if rounds > 1 {
             println!("  round {round} of {rounds}");
         }
         let before = cpu::Sample::now();
