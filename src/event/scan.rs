@@ -1,0 +1,472 @@
+//! The hot path's decoder: one byte scan over a record written the usual way.
+//!
+//! Connectors and the daemon's own tools write flat objects of plain strings and integers. For
+//! those, serde's machinery (a visitor per value, a string buffer per key, the header picked out
+//! of the body's way) costs most of the decoding. This scanner reads such a record in one pass,
+//! fields in any order, and builds the event directly.
+//!
+//! It only ever *narrows*: anything it is not sure of — an escape or control character in a
+//! string, `null`, a float, a duplicate or unknown field, a field of another event type, a
+//! missing field, `contact.updated` and `agent.profile` (rare, and with nested lists) — gives
+//! `None`, and the serde decoders decide, so every accepted event and every rejection reason
+//! stays theirs. The tests in the parent module check that it agrees with the reference decoder
+//! on every variant they build.
+
+use std::collections::BTreeMap;
+
+use super::{
+    AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef, Event,
+    Handoff, Millis, OfferAnswer, Skills, WrapupDone,
+};
+
+pub(super) fn event(text: &str) -> Option<Event> {
+    let mut s = Scan {
+        b: text.as_bytes(),
+        s: text,
+        i: 0,
+    };
+    let f = s.fields()?;
+    s.ws();
+    if s.i != s.b.len() {
+        return None;
+    }
+    f.build()
+}
+
+/// The fields of the event types this scanner takes; each has one bit in [`Fields::seen`].
+#[derive(Clone, Copy)]
+enum Field {
+    Id,
+    Tenant,
+    Ts,
+    Type,
+    ContactId,
+    Channel,
+    CustomerId,
+    Language,
+    Queue,
+    RequiredSkills,
+    PreferredSkills,
+    Priority,
+    PreferredAgent,
+    Handoff,
+    AgentId,
+    State,
+    Reason,
+    AssignmentId,
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        Some(match key {
+            "id" => Field::Id,
+            "tenant" => Field::Tenant,
+            "ts" => Field::Ts,
+            "type" => Field::Type,
+            "contact_id" => Field::ContactId,
+            "channel" => Field::Channel,
+            "customer_id" => Field::CustomerId,
+            "language" => Field::Language,
+            "queue" => Field::Queue,
+            "required_skills" => Field::RequiredSkills,
+            "preferred_skills" => Field::PreferredSkills,
+            "priority" => Field::Priority,
+            "preferred_agent" => Field::PreferredAgent,
+            "handoff" => Field::Handoff,
+            "agent_id" => Field::AgentId,
+            "state" => Field::State,
+            "reason" => Field::Reason,
+            "assignment_id" => Field::AssignmentId,
+            _ => return None,
+        })
+    }
+
+    const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+const fn mask(fields: &[Field]) -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        m |= fields[i].bit();
+        i += 1;
+    }
+    m
+}
+
+const HEADER: u32 = mask(&[Field::Id, Field::Tenant, Field::Ts, Field::Type]);
+
+/// The event types this scanner builds, with the fields each requires and allows.
+#[derive(Clone, Copy)]
+enum Kind {
+    ContactCreated,
+    ContactAbandoned,
+    ContactCompleted,
+    AgentState,
+    OfferAccepted,
+    OfferRejected,
+    AgentWrapupDone,
+}
+
+impl Kind {
+    fn of(name: &str) -> Option<Kind> {
+        Some(match name {
+            "contact.created" => Kind::ContactCreated,
+            "contact.abandoned" => Kind::ContactAbandoned,
+            "contact.completed" => Kind::ContactCompleted,
+            "agent.state" => Kind::AgentState,
+            "offer.accepted" => Kind::OfferAccepted,
+            "offer.rejected" => Kind::OfferRejected,
+            "agent.wrapup_done" => Kind::AgentWrapupDone,
+            _ => return None,
+        })
+    }
+
+    /// (required, allowed) fields, the header included.
+    fn fields(self) -> (u32, u32) {
+        use Field::*;
+        let (required, optional) = match self {
+            Kind::ContactCreated => (
+                mask(&[ContactId, Channel, CustomerId, Language]),
+                mask(&[
+                    Queue,
+                    RequiredSkills,
+                    PreferredSkills,
+                    Priority,
+                    PreferredAgent,
+                    Handoff,
+                ]),
+            ),
+            Kind::ContactAbandoned => (mask(&[ContactId]), 0),
+            Kind::ContactCompleted => (mask(&[ContactId]), mask(&[AgentId])),
+            Kind::AgentState => (mask(&[AgentId, State]), mask(&[Reason])),
+            Kind::OfferAccepted | Kind::OfferRejected => {
+                (mask(&[AssignmentId, AgentId, ContactId]), mask(&[Reason]))
+            }
+            Kind::AgentWrapupDone => (mask(&[AgentId]), mask(&[ContactId])),
+        };
+        (required | HEADER, required | optional | HEADER)
+    }
+}
+
+/// Every field as read, borrowed from the record where it is a string.
+#[derive(Default)]
+struct Fields<'a> {
+    seen: u32,
+    kind: Option<Kind>,
+    id: &'a str,
+    tenant: &'a str,
+    ts: Millis,
+    contact_id: &'a str,
+    channel: &'a str,
+    customer_id: &'a str,
+    language: &'a str,
+    queue: Option<&'a str>,
+    required_skills: Skills,
+    preferred_skills: Skills,
+    priority: i32,
+    preferred_agent: Option<&'a str>,
+    handoff: Option<Handoff>,
+    agent_id: Option<&'a str>,
+    state: Option<AgentState>,
+    reason: Option<&'a str>,
+    assignment_id: &'a str,
+}
+
+impl Fields<'_> {
+    fn build(self) -> Option<Event> {
+        let kind = self.kind?;
+        let (required, allowed) = kind.fields();
+        if self.seen & required != required || self.seen & !allowed != 0 {
+            return None;
+        }
+        let own = |s: &str| s.to_owned();
+        let agent = || self.agent_id.map(own);
+        let body = match kind {
+            Kind::ContactCreated => Body::ContactCreated(ContactCreated {
+                contact_id: own(self.contact_id),
+                channel: own(self.channel),
+                customer_id: own(self.customer_id),
+                language: own(self.language),
+                queue: self.queue.map(own),
+                required_skills: self.required_skills,
+                preferred_skills: self.preferred_skills,
+                priority: self.priority,
+                preferred_agent: self.preferred_agent.map(own),
+                handoff: self.handoff,
+            }),
+            Kind::ContactAbandoned => Body::ContactAbandoned(ContactRef {
+                contact_id: own(self.contact_id),
+            }),
+            Kind::ContactCompleted => Body::ContactCompleted(ContactCompleted {
+                contact_id: own(self.contact_id),
+                agent_id: agent(),
+            }),
+            Kind::AgentState => Body::AgentState(AgentStateChange {
+                agent_id: agent()?,
+                state: self.state?,
+                reason: self.reason.map(own),
+            }),
+            Kind::OfferAccepted | Kind::OfferRejected => {
+                let answer = OfferAnswer {
+                    assignment_id: own(self.assignment_id),
+                    agent_id: agent()?,
+                    contact_id: own(self.contact_id),
+                    reason: self.reason.map(own),
+                };
+                if matches!(kind, Kind::OfferAccepted) {
+                    Body::OfferAccepted(answer)
+                } else {
+                    Body::OfferRejected(answer)
+                }
+            }
+            Kind::AgentWrapupDone => Body::AgentWrapupDone(WrapupDone {
+                agent_id: agent()?,
+                contact_id: (self.seen & Field::ContactId.bit() != 0).then(|| own(self.contact_id)),
+            }),
+        };
+        Some(Event {
+            id: own(self.id),
+            tenant: own(self.tenant),
+            ts: self.ts,
+            body,
+        })
+    }
+}
+
+/// A cursor over the record. `s` and `b` are the same text; strings are cut from `s` only at
+/// quote bytes, which are always character boundaries.
+struct Scan<'a> {
+    b: &'a [u8],
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte after white space, consumed.
+    fn next(&mut self) -> Option<u8> {
+        self.ws();
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    /// A string without escapes or control characters.
+    fn str(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.i;
+        // Eight bytes at a time up to the first byte that needs a look; the loop below then
+        // reads it (and the last few bytes of the record).
+        while let Some(word) = self.b.get(self.i..self.i + 8) {
+            let mut w = [0; 8];
+            w.copy_from_slice(word);
+            let marks = needs_a_look(u64::from_le_bytes(w));
+            if marks != 0 {
+                self.i += (marks.trailing_zeros() / 8) as usize;
+                break;
+            }
+            self.i += 8;
+        }
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+        let s = self.s.get(start..self.i)?;
+        self.i += 1;
+        Some(s)
+    }
+
+    /// A non-negative JSON integer (no sign, fraction or exponent).
+    fn uint(&mut self) -> Option<u64> {
+        self.ws();
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(&d @ b'0'..=b'9') = self.b.get(self.i) {
+            // Exact up to 19 digits; longer numbers go to serde.
+            v = v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            self.i += 1;
+        }
+        let digits = self.i - start;
+        let leading_zero = digits > 1 && self.b[start] == b'0';
+        let fraction = matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'));
+        if digits == 0 || digits > 19 || leading_zero || fraction {
+            return None;
+        }
+        Some(v)
+    }
+
+    /// An integer that fits an `i32`; `-0` is left to serde.
+    fn i32(&mut self) -> Option<i32> {
+        if self.peek()? == b'-' {
+            self.i += 1;
+            if !matches!(self.b.get(self.i), Some(b'1'..=b'9')) {
+                return None;
+            }
+            let v = i64::try_from(self.uint()?).ok()?;
+            i32::try_from(-v).ok()
+        } else {
+            i32::try_from(self.uint()?).ok()
+        }
+    }
+
+    /// `{` then, for each member, `member(self, key)`; `}` ends it.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.str()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skill name → level; a level that is no `u8` or a skill named twice goes to serde.
+    fn skills(&mut self) -> Option<Skills> {
+        let mut skills = BTreeMap::new();
+        self.object(|s, name| {
+            let level = u8::try_from(s.uint()?).ok()?;
+            skills
+                .insert(name.to_owned(), level)
+                .is_none()
+                .then_some(())
+        })?;
+        Some(skills)
+    }
+
+    fn handoff(&mut self) -> Option<Handoff> {
+        let mut h = Handoff::default();
+        self.object(|s, key| {
+            let slot = match key {
+                "bot" => &mut h.bot,
+                "intent" => &mut h.intent,
+                "summary" => &mut h.summary,
+                _ => return None,
+            };
+            let v = s.str()?;
+            slot.replace(v.to_owned()).is_none().then_some(())
+        })?;
+        Some(h)
+    }
+
+    fn fields(&mut self) -> Option<Fields<'a>> {
+        let mut f = Fields::default();
+        self.object(|s, key| {
+            let field = Field::of(key)?;
+            if f.seen & field.bit() != 0 {
+                return None;
+            }
+            f.seen |= field.bit();
+            match field {
+                Field::Id => f.id = s.str()?,
+                Field::Tenant => f.tenant = s.str()?,
+                Field::Ts => {
+                    f.ts = if s.peek()? == b'"' {
+                        super::parse_rfc3339(s.str()?)?
+                    } else {
+                        s.uint()?
+                    }
+                }
+                Field::Type => f.kind = Some(Kind::of(s.str()?)?),
+                Field::ContactId => f.contact_id = s.str()?,
+                Field::Channel => f.channel = s.str()?,
+                Field::CustomerId => f.customer_id = s.str()?,
+                Field::Language => f.language = s.str()?,
+                Field::Queue => f.queue = Some(s.str()?),
+                Field::RequiredSkills => f.required_skills = s.skills()?,
+                Field::PreferredSkills => f.preferred_skills = s.skills()?,
+                Field::Priority => f.priority = s.i32()?,
+                Field::PreferredAgent => f.preferred_agent = Some(s.str()?),
+                Field::Handoff => f.handoff = Some(s.handoff()?),
+                Field::AgentId => f.agent_id = Some(s.str()?),
+                Field::State => {
+                    f.state = Some(match s.str()? {
+                        "offline" => AgentState::Offline,
+                        "available" => AgentState::Available,
+                        "away" => AgentState::Away,
+                        _ => return None,
+                    })
+                }
+                Field::Reason => f.reason = Some(s.str()?),
+                Field::AssignmentId => f.assignment_id = s.str()?,
+            }
+            Some(())
+        })?;
+        Some(f)
+    }
+}
+
+/// Marks (high bit) the bytes of `w` that end or complicate a string: `"`, `\` and control
+/// characters. Only the lowest mark is exact — a borrow can mark a byte above a true one — which
+/// is all the string scan needs.
+fn needs_a_look(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first byte that needs a look, as the word scan finds it and as a byte loop does.
+    #[test]
+    fn the_word_scan_finds_the_first_byte_that_needs_a_look() {
+        let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            let mut w = [0u8; 8];
+            for b in &mut w {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // Mostly plain text, sometimes any byte, so that words with several marks and
+                // borrows across bytes are common.
+                *b = if rng % 4 == 0 {
+                    bytes[(rng >> 8) as usize % 256]
+                } else {
+                    b'a' + (rng >> 8) as u8 % 26
+                };
+            }
+            let expected = w.iter().position(|&c| special(c)).unwrap_or(8);
+            let marks = needs_a_look(u64::from_le_bytes(w));
+            let found = if marks == 0 {
+                8
+            } else {
+                (marks.trailing_zeros() / 8) as usize
+            };
+            assert_eq!(found, expected, "{w:?}");
+        }
+    }
+}
