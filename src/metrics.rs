@@ -211,8 +211,13 @@ fn by_code<'c, H>(
     &cache[i].1
 }
 
-/// Handles by (tenant, queue, channel), looked up without building the key.
-struct ByQueue<H>(FxHashMap<String, FxHashMap<String, FxHashMap<String, H>>>);
+/// Handles by (tenant, queue, channel), looked up without building the key: one hash of the
+/// three names and one probe, the names compared only within the (nearly always single) entry
+/// of that hash.
+struct ByQueue<H>(FxHashMap<u64, Vec<Labelled<H>>>);
+
+/// A handle with its (tenant, queue, channel).
+type Labelled<H> = (Box<str>, Box<str>, Box<str>, H);
 
 impl<H> Default for ByQueue<H> {
     fn default() -> Self {
@@ -222,17 +227,21 @@ impl<H> Default for ByQueue<H> {
 
 impl<H> ByQueue<H> {
     fn get(&mut self, tenant: &str, queue: &str, channel: &str, make: impl FnOnce() -> H) -> &H {
-        fn level<'m, V: Default>(m: &'m mut FxHashMap<String, V>, k: &str) -> &'m mut V {
-            if !m.contains_key(k) {
-                m.insert(k.to_string(), V::default());
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        (tenant, queue, channel).hash(&mut hasher);
+        let entries = self.0.entry(hasher.finish()).or_default();
+        let i = match entries
+            .iter()
+            .position(|(t, q, c, _)| **t == *tenant && **q == *queue && **c == *channel)
+        {
+            Some(i) => i,
+            None => {
+                entries.push((tenant.into(), queue.into(), channel.into(), make()));
+                entries.len() - 1
             }
-            m.get_mut(k).expect("inserted above")
-        }
-        let by_channel = level(level(&mut self.0, tenant), queue);
-        if !by_channel.contains_key(channel) {
-            by_channel.insert(channel.to_string(), make());
-        }
-        &by_channel[channel]
+        };
+        &entries[i].3
     }
 }
 
@@ -426,5 +435,35 @@ mod tests {
             !text.contains("omniroute_sla_asa_seconds{"),
             "no ASA before any answer"
         );
+    }
+
+    /// Each (tenant, queue, channel) keeps its own handle, also when the names run together
+    /// alike ("ab" + "c" and "a" + "bc").
+    #[test]
+    fn offers_are_counted_per_tenant_queue_and_channel() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let mut h = Handles::default();
+        metrics::with_local_recorder(&recorder, || {
+            for (tenant, queue, channel, n) in [
+                ("ab", "c", "chat", 3),
+                ("a", "bc", "chat", 2),
+                ("ab", "c", "voice", 1),
+            ] {
+                for _ in 0..n {
+                    h.offer(tenant, queue, channel);
+                }
+            }
+            h.answered_wait("ab", "c", "chat", 1.5);
+        });
+        let text = handle.render();
+        for line in [
+            r#"omniroute_offers_total{tenant="ab",queue="c",channel="chat"} 3"#,
+            r#"omniroute_offers_total{tenant="a",queue="bc",channel="chat"} 2"#,
+            r#"omniroute_offers_total{tenant="ab",queue="c",channel="voice"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("omniroute_sla_wait_seconds"), "{text}");
     }
 }
