@@ -4,7 +4,8 @@
 #   scripts/bench.sh            build, start a private Tansu, run everything, print a table
 #
 # Steps: (1) throughput: one pre-recorded workload, read by the pass-through baseline and by the
-# daemon in turn, three rounds → the median ratio; (2) latency of a live workload against the daemon process at
+# daemon in turn, three rounds → the median ratio; (1b) one more round with the daemon's record path
+# in parts (consume, decode, route, full) → what each part costs; (2) latency of a live workload against the daemon process at
 # 10–100 % of the daemon's measured maximum (the half-load row is the headline) → CSV and SVG plot;
 # (3) memory per agent and per waiting contact (engine only). Bounded: every step has a timeout,
 # the whole run takes a few minutes; the broker and the daemon are stopped on exit.
@@ -92,6 +93,20 @@ PASS_RATE=$(awk '/^  passthrough:/ {v = $2} END {print v}' "$OUT/compare.txt")
 OMNI_RATE=$(awk '/^  omniroute:/ {v = $2} END {print v}' "$OUT/compare.txt")
 RATIO=$(awk '/^  ratio omniroute/ {v = $5} END {print v}' "$OUT/compare.txt")
 
+echo "== 1b. where the time goes: the daemon's record path in parts, one round"
+# consume (offsets only), decode, route (outputs dropped), full: the differences in CPU per
+# record are what decoding, the engines and producing the outputs cost.
+timeout 420 "$BIN" loadgen compare -c "$OUT/bench.toml" --count "$COUNT" --rounds 1 \
+  --stages consume,decode,route,full --timeout 120s | tee "$OUT/stages.txt"
+# "<rate> records/s, <CPU> µs CPU/record" of a stage ("full" is the plain omniroute line).
+stage() {
+  awk -v s="$1" '
+    (s == "full" && /^  omniroute: /) || $0 ~ ("^  omniroute, stage " s ":") {
+      rate = (s == "full") ? $2 : $4; want = 1; next }
+    want && /CPU per record/ { printf "%s records/s, %s µs CPU/record", rate, $4; exit }
+  ' "$OUT/stages.txt"
+}
+
 echo "== 2. latency: live workload against the daemon process"
 DAEMON=""
 start_daemon() {
@@ -138,6 +153,9 @@ echo "== results ($OUT)"
 printf '%-44s %s\n' "pass-through (records/s)" "$PASS_RATE"
 printf '%-44s %s\n' "omniroute (records/s)" "$OMNI_RATE"
 printf '%-44s %s   (target >= 0.9)\n' "ratio omniroute / pass-through" "$RATIO"
+for st in consume decode route full; do
+  printf '%-44s %s\n' "stage $st (one round)" "$(stage $st)"
+done
 printf '%-44s %s\n' "half load: input records/s" "$(echo "$HALF" | cut -d, -f2)"
 printf '%-44s %s / %s / %s\n' "half load: p50 / p99 / max latency (ms)" \
   "$(echo "$HALF" | cut -d, -f4)" "$(echo "$HALF" | cut -d, -f6)" "$(echo "$HALF" | cut -d, -f7)"

@@ -30,7 +30,7 @@ use crate::kafka::producer::{self, Effect, Producer, Record, Source, Tracker};
 use crate::kafka::writer::OutputJob;
 use crate::kafka::{self, dlq};
 use crate::metrics;
-use crate::partition::{self, Admit, Input, Outcome, Partition};
+use crate::partition::{self, Admit, Input, Outcome, Partition, Stage};
 use crate::recovery::{self, RecoveryError};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,9 @@ pub struct Control {
     pub shutdown: CancellationToken,
     pub reload: Option<mpsc::Receiver<Reload>>,
     pub status: watch::Sender<Status>,
+    /// How much of the record path runs: [`Stage::Full`] but in `omniroute loadgen compare
+    /// --stages`, which measures the parts.
+    pub stage: Stage,
 }
 
 impl Control {
@@ -117,6 +120,7 @@ impl Control {
                 shutdown,
                 reload: Some(reload_rx),
                 status: status_tx,
+                stage: Stage::Full,
             },
             reload_tx,
             status_rx,
@@ -187,6 +191,7 @@ pub async fn run_with(config: Config, control: Control) -> Result<Status, Daemon
         out: Vec::new(),
         metrics: metrics::Handles::default(),
         status: control.status,
+        stage: control.stage,
         counts: Counts::default(),
         last_housekeeping: Instant::now(),
         last_sla: Instant::now(),
@@ -307,6 +312,8 @@ struct Daemon {
     /// The record path's metric handles.
     metrics: metrics::Handles,
     status: watch::Sender<Status>,
+    /// How much of the record path runs (see [`Stage`]).
+    stage: Stage,
     counts: Counts,
     last_housekeeping: Instant,
     last_sla: Instant,
@@ -701,6 +708,7 @@ impl Daemon {
             .iter()
             .map(|(t, o)| (t.clone(), *o))
             .collect();
+        part.set_stage(self.stage);
         self.parts.insert(p, part);
         for (t, at) in positions {
             let key = (self.topic_id(&t), p);

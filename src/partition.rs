@@ -38,6 +38,23 @@ pub struct Input<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+/// How much of the record path runs: all of it in the daemon; less of it to measure what each
+/// part costs (`omniroute loadgen compare --stages`). Positions, clock records and output
+/// sequence numbers are kept at every stage, so the daemon's bookkeeping around the record path
+/// runs unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Records are consumed and their offsets tracked; nothing is decoded.
+    Consume,
+    /// Records are decoded too; no engine sees them.
+    Decode,
+    /// The engines route them too; their outputs are dropped, not produced.
+    Route,
+    /// Everything, outputs produced: the daemon.
+    #[default]
+    Full,
+}
+
 /// What one input record became.
 #[derive(Debug)]
 pub enum Outcome {
@@ -77,6 +94,7 @@ pub struct Partition {
     /// Events handed to the engines, for sampling the decision time.
     handled: u64,
     metrics: metrics::Handles,
+    stage: Stage,
 }
 
 /// The decision-time histogram observes one event in this many (the first one included): two
@@ -138,6 +156,7 @@ impl Partition {
             positions: BTreeMap::new(),
             suppress_through: None,
             handled: 0,
+            stage: Stage::Full,
             metrics: metrics::Handles::default(),
         }
     }
@@ -282,7 +301,31 @@ impl Partition {
             };
         }
         let now = self.clock;
-        self.process(now, input.payload, out)
+        match self.stage {
+            Stage::Full => self.process(now, input.payload, out),
+            Stage::Route => {
+                let first = out.len();
+                let outcome = self.process(now, input.payload, out);
+                out.truncate(first);
+                outcome
+            }
+            Stage::Decode => {
+                match event::decode(input.payload.unwrap_or_default(), self.max_record_bytes) {
+                    Ok(e) => Outcome::Routed {
+                        event_type: e.body.type_name(),
+                    },
+                    Err(e) => Outcome::DeadLetter(e),
+                }
+            }
+            Stage::Consume => Outcome::Routed {
+                event_type: "not decoded",
+            },
+        }
+    }
+
+    /// Runs only part of the record path from now on (see [`Stage`]).
+    pub fn set_stage(&mut self, stage: Stage) {
+        self.stage = stage;
     }
 
     /// Decodes one record and drives its tenant's engine at `now`.
@@ -514,6 +557,62 @@ mod tests {
             assert!(!matches!(o, Outcome::DeadLetter(_)), "{o:?}");
         }
         assert_eq!(p.tenants(), 2);
+    }
+
+    /// Each stage runs its part of the record path and no more; positions move at every stage.
+    #[test]
+    fn stages_run_part_of_the_record_path() {
+        let records: [&[u8]; 4] = [
+            b"{nope",
+            br#"{"type":"agent.profile","id":"1","tenant":"t","ts":1000,"agent_id":"a","languages":["es"]}"#,
+            br#"{"type":"agent.state","id":"2","tenant":"t","ts":1000,"agent_id":"a","state":"available"}"#,
+            br#"{"type":"contact.created","id":"3","tenant":"t","ts":1000,"contact_id":"c","channel":"chat","customer_id":"k","language":"es-MX"}"#,
+        ];
+        let run = |stage: Stage| {
+            let mut p = Partition::build(0, Arc::new(Policy::default()), 4096);
+            p.set_stage(stage);
+            let mut out = Vec::new();
+            let outcomes: Vec<Outcome> = records
+                .iter()
+                .enumerate()
+                .map(|(offset, payload)| {
+                    let input = Input {
+                        topic: "in",
+                        offset: offset as i64,
+                        timestamp: Some(1000),
+                        key: Some(b"t"),
+                        payload: Some(payload),
+                    };
+                    p.apply(input, &mut out)
+                })
+                .collect();
+            assert_eq!(p.positions().get("in"), Some(&4), "{stage:?}");
+            (outcomes, out.len(), p.tenants())
+        };
+        let dead = |o: &[Outcome]| {
+            o.iter()
+                .filter(|o| matches!(o, Outcome::DeadLetter(_)))
+                .count()
+        };
+
+        let (o, outputs, tenants) = run(Stage::Consume);
+        assert_eq!((dead(&o), outputs, tenants), (0, 0, 0), "nothing decoded");
+        let (o, outputs, tenants) = run(Stage::Decode);
+        assert_eq!(
+            (dead(&o), outputs, tenants),
+            (1, 0, 0),
+            "decoded, not routed"
+        );
+        let (o, outputs, tenants) = run(Stage::Route);
+        assert_eq!(
+            (dead(&o), outputs, tenants),
+            (1, 0, 1),
+            "routed, outputs dropped"
+        );
+        let (o, outputs, tenants) = run(Stage::Full);
+        assert_eq!(dead(&o), 1);
+        assert_eq!(tenants, 1);
+        assert!(outputs > 0, "the contact is offered");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::daemon::{self, Control};
 use crate::engine::{Engine, Output};
 use crate::event::Millis;
+use crate::partition::Stage;
 use crate::passthrough::{self, Rate};
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,12 @@ pub struct CompareArgs {
     /// round can land in a slow or fast spell of the broker.
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
+    /// Which of the daemon's record path to run, in each round after the pass-through:
+    /// `consume` (offsets only), `decode`, `route` (outputs dropped), `full` (the daemon). More
+    /// than one (`--stages consume,decode,route,full`) shows what each part costs; the ratio is
+    /// that of `full`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "full")]
+    pub stages: Vec<Stage>,
     /// Give up on one contender after this long.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -88,6 +95,9 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         }
     };
     let (mut pass_rates, mut omni_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stage_rates: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut stages = a.stages.clone();
+    stages.dedup();
     for round in 1..=rounds {
         // Each round reads the same input with fresh groups, and the daemon writes to topics
         // of its own (the first round's were made with the input): a recovering daemon reads
@@ -124,24 +134,50 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
         print_cpu(before, between, pass.records, cores);
         // The ignored-event counts are shown for the first round (the counters add up).
         let shown = metrics.as_ref().filter(|_| round == 1);
-        let (omni, status) =
-            measure_daemon(&config, &input, written, &tag, a.timeout, shown).await?;
-        println!(
-            "  omniroute:   {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
-            omni.per_second(),
-            omni.records,
-            omni.busy.as_secs_f64(),
-            status.routed,
-            status.ignored,
-            status.dead_lettered,
-            status.produced
-        );
-        print_cpu(between, cpu::Sample::now(), omni.records, cores);
-        let ratio = omni.per_second() / pass.per_second().max(1e-9);
-        println!("  ratio omniroute / passthrough: {ratio:.3}");
+        let mut before = between;
+        for &stage in &stages {
+            // Every daemon run of the round gets output and state topics of its own.
+            let tag = match stage {
+                Stage::Full => tag.clone(),
+                other => {
+                    let tag = format!("{tag}-{}", stage_name(other));
+                    let (outputs, state) = run_topics(&tag);
+                    ensure_topics(&config, &[&outputs, &state], a.partitions).await?;
+                    tag
+                }
+            };
+            let (omni, status) =
+                measure_daemon(&config, &input, written, &tag, a.timeout, shown, stage).await?;
+            let who = match stage {
+                Stage::Full => "omniroute:  ".to_string(),
+                other => format!("omniroute, stage {}:", stage_name(other)),
+            };
+            println!(
+                "  {who} {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
+                omni.per_second(),
+                omni.records,
+                omni.busy.as_secs_f64(),
+                status.routed,
+                status.ignored,
+                status.dead_lettered,
+                status.produced
+            );
+            let after = cpu::Sample::now();
+            print_cpu(before, after, omni.records, cores);
+            before = after;
+            if stage == Stage::Full {
+                let ratio = omni.per_second() / pass.per_second().max(1e-9);
+                println!("  ratio omniroute / passthrough: {ratio:.3}");
+                omni_rates.push(omni.per_second());
+                ratios.push(ratio);
+            } else {
+                stage_rates
+                    .entry(stage_name(stage))
+                    .or_default()
+                    .push(omni.per_second());
+            }
+        }
         pass_rates.push(pass.per_second());
-        omni_rates.push(omni.per_second());
-        ratios.push(ratio);
     }
     if rounds > 1 {
         let show = |v: &[f64], digits: usize| {
@@ -156,16 +192,25 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
             median(&pass_rates),
             show(&pass_rates, 0)
         );
-        println!(
-            "  omniroute:   {:.0} records/s (rounds: {})",
-            median(&omni_rates),
-            show(&omni_rates, 0)
-        );
-        println!(
-            "  ratio omniroute / passthrough: {:.3} (rounds: {})",
-            median(&ratios),
-            show(&ratios, 3)
-        );
+        for (name, rates) in &stage_rates {
+            println!(
+                "  omniroute, stage {name}: {:.0} records/s (rounds: {})",
+                median(rates),
+                show(rates, 0)
+            );
+        }
+        if !omni_rates.is_empty() {
+            println!(
+                "  omniroute:   {:.0} records/s (rounds: {})",
+                median(&omni_rates),
+                show(&omni_rates, 0)
+            );
+            println!(
+                "  ratio omniroute / passthrough: {:.3} (rounds: {})",
+                median(&ratios),
+                show(&ratios, 3)
+            );
+        }
     }
     Ok(())
 }
@@ -268,6 +313,16 @@ fn run_topics(run: &str) -> (String, String) {
     )
 }
 
+/// The stage's name as given on the command line.
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Consume => "consume",
+        Stage::Decode => "decode",
+        Stage::Route => "route",
+        Stage::Full => "full",
+    }
+}
+
 /// Runs the real daemon in this process on `topic` with a fresh group until it has consumed
 /// `count` records. The time runs from the first record consumed to the `count`-th, as seen in
 /// the daemon's status (refreshed every 100 ms, at both ends alike).
@@ -278,6 +333,7 @@ async fn measure_daemon(
     run: &str,
     timeout: Duration,
     metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>,
+    stage: Stage,
 ) -> Result<(Rate, daemon::Status), BenchError> {
     let mut config = config.clone();
     config.kafka.input_topics = vec![topic.to_string()];
@@ -285,8 +341,9 @@ async fn measure_daemon(
     config.kafka.group_id = format!("omniroute-bench-{run}");
     config.kafka.start_from = crate::config::StartFrom::Earliest;
     let shutdown = CancellationToken::new();
-    let (control, _reload, mut status) =
+    let (mut control, _reload, mut status) =
         Control::new(shutdown.clone(), Arc::new(config.routing.clone()));
+    control.stage = stage;
     let started = Instant::now();
     let task = tokio::spawn(daemon::run_with(config, control));
     let deadline = started + timeout;
