@@ -259,6 +259,42 @@ pub fn decode(payload: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
+/// Decoded events kept for reuse by [`decode_reusing`]: one per event type the scanner builds,
+/// and one for whatever the serde decoders build.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    scanned: [Option<Event>; scan::KINDS],
+    other: Option<Event>,
+}
+
+/// Decodes one record like [`decode`], into `scratch`: the strings of the last event of the
+/// same type are overwritten rather than a new event allocated, and nothing is freed after
+/// the event has been used. The event stays valid until the next call.
+pub fn decode_reusing<'s>(
+    payload: &[u8],
+    max_bytes: usize,
+    scratch: &'s mut Scratch,
+) -> Result<&'s Event, DecodeError> {
+    if payload.len() > max_bytes || payload.is_empty() {
+        return decode(payload, max_bytes).map(|e| &*scratch.other.insert(e));
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
+        at: e.valid_up_to(),
+    })?;
+    let event = match scan::event_in(text, &mut scratch.scanned) {
+        Some(e) => e,
+        None => {
+            let e = match direct::event(text) {
+                Some(e) => e,
+                None => reference(text)?,
+            };
+            &*scratch.other.insert(e)
+        }
+    };
+    validate(event)?;
+    Ok(event)
+}
+
 /// The reference decoder: serde's internally tagged enum behind `#[serde(flatten)]`. It buffers
 /// every record into an intermediate tree before building the event, so the hot path uses
 /// [`direct`], and this one settles whatever `direct` does not take.
@@ -871,10 +907,13 @@ mod tests {
                     cases.push(v);
                 }
             }
+            let mut scratch = Scratch::default();
             for v in cases {
                 let parsed = reference(&v);
                 let checked = parsed.clone().and_then(|e| validate(&e).map(|()| e));
                 assert_eq!(dec(&v), checked, "{v}");
+                let reused = decode_reusing(v.as_bytes(), DEFAULT_MAX_RECORD_BYTES, &mut scratch);
+                assert_eq!(reused.cloned(), checked, "reusing: {v}");
                 if let Some(e) = scan::event(&v) {
                     taken += 1;
                     assert_eq!(Ok(&e), parsed.as_ref(), "the scanner took {v}");
@@ -884,66 +923,113 @@ mod tests {
         assert!(taken > 1_000, "the scanner took {taken} cases");
     }
 
-    proptest::proptest! {
-        /// Events of the scanner's types with arbitrary strings (quotes, escapes, control
-        /// characters, non-ASCII) and numbers survive the round trip, and those serde writes
-        /// without escapes are the scanner's.
-        #[test]
-        fn arbitrary_events_round_trip_and_plain_ones_are_scanned(
-            ids in proptest::collection::vec("\\PC{0,6}|[a-z0-9#-]{1,12}", 8),
-            ts in 0u64..=u64::MAX,
-            priority in proptest::num::i32::ANY,
-            levels in proptest::collection::btree_map("[a-z]{1,8}|\\PC{1,4}", 1u8..=10, 0..4),
-            kind in 0usize..7,
-            with_optional in proptest::bool::ANY,
-        ) {
-            let s = |i: usize| ids[i].clone();
-            let opt = |i: usize| with_optional.then(|| s(i));
-            let body = match kind {
-                0 => Body::ContactCreated(ContactCreated {
-                    contact_id: s(2),
-                    channel: s(3),
-                    customer_id: s(4),
-                    language: s(5),
-                    queue: opt(6),
-                    required_skills: levels.clone(),
-                    preferred_skills: if with_optional { levels.clone() } else { Skills::new() },
-                    priority,
-                    preferred_agent: opt(7),
-                    handoff: with_optional.then(|| Handoff {
-                        bot: Some(s(3)),
-                        intent: None,
-                        summary: Some(s(4)),
+    /// An event of one of the scanner's types with arbitrary strings (quotes, escapes, control
+    /// characters, non-ASCII) and numbers, optional fields set or not.
+    fn arbitrary_event() -> impl proptest::strategy::Strategy<Value = Event> {
+        use proptest::strategy::Strategy;
+        (
+            proptest::collection::vec("\\PC{0,6}|[a-z0-9#-]{1,12}", 8),
+            0u64..=u64::MAX,
+            proptest::num::i32::ANY,
+            proptest::collection::btree_map("[a-z]{1,8}|\\PC{1,4}", 1u8..=10, 0..4),
+            0usize..7,
+            proptest::bool::ANY,
+        )
+            .prop_map(|(ids, ts, priority, levels, kind, with_optional)| {
+                let s = |i: usize| ids[i].clone();
+                let opt = |i: usize| with_optional.then(|| s(i));
+                let body = match kind {
+                    0 => Body::ContactCreated(ContactCreated {
+                        contact_id: s(2),
+                        channel: s(3),
+                        customer_id: s(4),
+                        language: s(5),
+                        queue: opt(6),
+                        required_skills: levels.clone(),
+                        preferred_skills: if with_optional { levels } else { Skills::new() },
+                        priority,
+                        preferred_agent: opt(7),
+                        handoff: with_optional.then(|| Handoff {
+                            bot: Some(s(3)),
+                            intent: None,
+                            summary: Some(s(4)),
+                        }),
                     }),
-                }),
-                1 => Body::ContactAbandoned(ContactRef { contact_id: s(2) }),
-                2 => Body::ContactCompleted(ContactCompleted { contact_id: s(2), agent_id: opt(3) }),
-                3 => Body::AgentState(AgentStateChange {
-                    agent_id: s(2),
-                    state: [AgentState::Offline, AgentState::Available, AgentState::Away]
-                        [priority.unsigned_abs() as usize % 3],
-                    reason: opt(3),
-                }),
-                4 | 5 => {
-                    let answer = OfferAnswer {
-                        assignment_id: s(2),
-                        agent_id: s(3),
-                        contact_id: s(4),
-                        reason: opt(5),
-                    };
-                    if kind == 4 { Body::OfferAccepted(answer) } else { Body::OfferRejected(answer) }
+                    1 => Body::ContactAbandoned(ContactRef { contact_id: s(2) }),
+                    2 => Body::ContactCompleted(ContactCompleted {
+                        contact_id: s(2),
+                        agent_id: opt(3),
+                    }),
+                    3 => Body::AgentState(AgentStateChange {
+                        agent_id: s(2),
+                        state: [AgentState::Offline, AgentState::Available, AgentState::Away]
+                            [priority.unsigned_abs() as usize % 3],
+                        reason: opt(3),
+                    }),
+                    4 | 5 => {
+                        let answer = OfferAnswer {
+                            assignment_id: s(2),
+                            agent_id: s(3),
+                            contact_id: s(4),
+                            reason: opt(5),
+                        };
+                        if kind == 4 {
+                            Body::OfferAccepted(answer)
+                        } else {
+                            Body::OfferRejected(answer)
+                        }
+                    }
+                    _ => Body::AgentWrapupDone(WrapupDone {
+                        agent_id: s(2),
+                        contact_id: opt(3),
+                    }),
+                };
+                Event {
+                    id: s(0),
+                    tenant: s(1),
+                    ts,
+                    body,
                 }
-                _ => Body::AgentWrapupDone(WrapupDone { agent_id: s(2), contact_id: opt(3) }),
-            };
-            let e = Event { id: s(0), tenant: s(1), ts, body };
+            })
+    }
+
+    proptest::proptest! {
+        /// Arbitrary events survive the round trip, and those serde writes without escapes are
+        /// the scanner's.
+        #[test]
+        fn arbitrary_events_round_trip_and_plain_ones_are_scanned(e in arbitrary_event()) {
             let json = serde_json::to_string(&e).unwrap();
             let expected = validate(&e).map(|()| e.clone());
             proptest::prop_assert_eq!(dec(&json), expected.clone(), "{}", json);
             // Timestamps of 20 digits (past the year 318 million) are left to serde.
-            let plain = !json.contains('\\') && ts < 10_000_000_000_000_000_000;
+            let plain = !json.contains('\\') && e.ts < 10_000_000_000_000_000_000;
             match scan::event(&json) {
                 Some(got) => proptest::prop_assert_eq!(Ok(got), reference(&json)),
                 None => proptest::prop_assert!(!plain, "plain but not scanned: {}", json),
+            }
+        }
+
+        /// One scratch decoding a sequence of records — arbitrary events and corpus variants,
+        /// types and optional fields changing from one to the next — gives what a fresh decoder
+        /// gives for each.
+        #[test]
+        fn a_reused_scratch_decodes_like_a_fresh_decoder(
+            events in proptest::collection::vec(arbitrary_event(), 1..12),
+            picks in proptest::collection::vec(proptest::num::usize::ANY, 0..12),
+        ) {
+            let variants: Vec<String> = CORPUS.iter().flat_map(|j| variants(j)).collect();
+            let mut records: Vec<String> = Vec::new();
+            let mut picks = picks.iter();
+            for e in &events {
+                records.push(serde_json::to_string(e).unwrap());
+                if let Some(p) = picks.next() {
+                    records.push(variants[p % variants.len()].clone());
+                }
+            }
+            let mut scratch = Scratch::default();
+            for r in &records {
+                let got = decode_reusing(r.as_bytes(), DEFAULT_MAX_RECORD_BYTES, &mut scratch);
+                proptest::prop_assert_eq!(got.cloned(), dec(r), "{}", r);
             }
         }
     }

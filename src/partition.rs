@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineStats, Output, Policy, SlaSnapshot};
-use crate::event::{self, DecodeError, Millis};
+use crate::event::{self, DecodeError, Event, Millis};
 use crate::metrics;
 use crate::recovery;
 
@@ -95,6 +95,8 @@ pub struct Partition {
     handled: u64,
     metrics: metrics::Handles,
     stage: Stage,
+    /// Decoded events kept for reuse (boxed: it is taken out and put back for each record).
+    scratch: Option<Box<event::Scratch>>,
 }
 
 /// The decision-time histogram observes one event in this many (the first one included): two
@@ -157,6 +159,7 @@ impl Partition {
             suppress_through: None,
             handled: 0,
             stage: Stage::Full,
+            scratch: None,
             metrics: metrics::Handles::default(),
         }
     }
@@ -310,7 +313,9 @@ impl Partition {
                 outcome
             }
             Stage::Decode => {
-                match event::decode(input.payload.unwrap_or_default(), self.max_record_bytes) {
+                let scratch = self.scratch.get_or_insert_with(Default::default);
+                let payload = input.payload.unwrap_or_default();
+                match event::decode_reusing(payload, self.max_record_bytes, scratch) {
                     Ok(e) => Outcome::Routed {
                         event_type: e.body.type_name(),
                     },
@@ -335,10 +340,23 @@ impl Partition {
         payload: Option<&[u8]>,
         out: &mut Vec<Output>,
     ) -> Outcome {
-        let event = match event::decode(payload.unwrap_or_default(), self.max_record_bytes) {
-            Ok(e) => e,
-            Err(e) => return Outcome::DeadLetter(e),
+        // The scratch is taken out for the call, so that the event borrowed from it can be
+        // used beside the partition's other fields.
+        let mut scratch = self.scratch.take().unwrap_or_default();
+        let outcome = match event::decode_reusing(
+            payload.unwrap_or_default(),
+            self.max_record_bytes,
+            &mut scratch,
+        ) {
+            Ok(event) => self.route(now, event, out),
+            Err(e) => Outcome::DeadLetter(e),
         };
+        self.scratch = Some(scratch);
+        outcome
+    }
+
+    /// Drives the event's tenant's engine at `now`.
+    fn route(&mut self, now: Millis, event: &Event, out: &mut Vec<Output>) -> Outcome {
         // Looked up by `&str` first: the tenant's key is allocated only for a new engine.
         let engine = match self.engines.get_mut(&event.tenant) {
             Some(engine) => engine,
@@ -350,7 +368,7 @@ impl Partition {
         let started = (self.handled % DECISION_SAMPLE == 0).then(Instant::now);
         self.handled += 1;
         let first = out.len();
-        let result = engine.handle(now, &event, out);
+        let result = engine.handle(now, event, out);
         let next = engine.next_deadline();
         if let Some(started) = started {
             self.metrics.decision(started.elapsed().as_secs_f64());

@@ -12,14 +12,34 @@
 //! stays theirs. The tests in the parent module check that it agrees with the reference decoder
 //! on every variant they build.
 
-use std::collections::BTreeMap;
-
 use super::{
     AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef, Event,
     Handoff, Millis, OfferAnswer, Skills, WrapupDone,
 };
 
+/// The number of event types the scanner builds (see [`event_in`]).
+pub(super) const KINDS: usize = 7;
+
+/// Scans `text` into a new event.
 pub(super) fn event(text: &str) -> Option<Event> {
+    let (f, kind) = scan(text)?;
+    let mut e = empty(kind);
+    f.fill(kind, &mut e);
+    Some(e)
+}
+
+/// Scans `text` into the slot of its type, reusing the strings the slot's last event left
+/// there: a record of the usual kind then allocates nothing but the rare skill map that changed.
+/// A record the scanner does not take leaves every slot as it was.
+pub(super) fn event_in<'s>(text: &str, slots: &'s mut [Option<Event>; KINDS]) -> Option<&'s Event> {
+    let (f, kind) = scan(text)?;
+    let slot = slots[kind as usize].get_or_insert_with(|| empty(kind));
+    f.fill(kind, slot);
+    Some(slot)
+}
+
+/// The fields of a record the scanner takes, and its type.
+fn scan(text: &str) -> Option<(Fields<'_>, Kind)> {
     let mut s = Scan {
         b: text.as_bytes(),
         s: text,
@@ -30,7 +50,73 @@ pub(super) fn event(text: &str) -> Option<Event> {
     if s.i != s.b.len() {
         return None;
     }
-    f.build()
+    let kind = f.kind?;
+    let (required, allowed) = kind.fields();
+    if f.seen & required != required || f.seen & !allowed != 0 {
+        return None;
+    }
+    Some((f, kind))
+}
+
+/// An event of type `kind` with every string empty, to be filled.
+fn empty(kind: Kind) -> Event {
+    let answer = || OfferAnswer {
+        assignment_id: String::new(),
+        agent_id: String::new(),
+        contact_id: String::new(),
+        reason: None,
+    };
+    let body = match kind {
+        Kind::ContactCreated => Body::ContactCreated(ContactCreated {
+            contact_id: String::new(),
+            channel: String::new(),
+            customer_id: String::new(),
+            language: String::new(),
+            queue: None,
+            required_skills: Skills::new(),
+            preferred_skills: Skills::new(),
+            priority: 0,
+            preferred_agent: None,
+            handoff: None,
+        }),
+        Kind::ContactAbandoned => Body::ContactAbandoned(ContactRef {
+            contact_id: String::new(),
+        }),
+        Kind::ContactCompleted => Body::ContactCompleted(ContactCompleted {
+            contact_id: String::new(),
+            agent_id: None,
+        }),
+        Kind::AgentState => Body::AgentState(AgentStateChange {
+            agent_id: String::new(),
+            state: AgentState::Offline,
+            reason: None,
+        }),
+        Kind::OfferAccepted => Body::OfferAccepted(answer()),
+        Kind::OfferRejected => Body::OfferRejected(answer()),
+        Kind::AgentWrapupDone => Body::AgentWrapupDone(WrapupDone {
+            agent_id: String::new(),
+            contact_id: None,
+        }),
+    };
+    Event {
+        id: String::new(),
+        tenant: String::new(),
+        ts: 0,
+        body,
+    }
+}
+
+/// `dst` becomes `s`, in its own buffer when that is large enough.
+fn set(dst: &mut String, s: &str) {
+    dst.clear();
+    dst.push_str(s);
+}
+
+fn set_opt(dst: &mut Option<String>, s: Option<&str>) {
+    match (dst.as_mut(), s) {
+        (Some(d), Some(s)) => set(d, s),
+        (_, s) => *dst = s.map(str::to_owned),
+    }
 }
 
 /// The fields of the event types this scanner takes; each has one bit in [`Fields::seen`].
@@ -98,7 +184,8 @@ const fn mask(fields: &[Field]) -> u32 {
 
 const HEADER: u32 = mask(&[Field::Id, Field::Tenant, Field::Ts, Field::Type]);
 
-/// The event types this scanner builds, with the fields each requires and allows.
+/// The event types this scanner builds, with the fields each requires and allows; each has a
+/// slot of its own in [`event_in`].
 #[derive(Clone, Copy)]
 enum Kind {
     ContactCreated,
@@ -164,8 +251,8 @@ struct Fields<'a> {
     customer_id: &'a str,
     language: &'a str,
     queue: Option<&'a str>,
-    required_skills: Skills,
-    preferred_skills: Skills,
+    required_skills: SkillList<'a>,
+    preferred_skills: SkillList<'a>,
     priority: i32,
     preferred_agent: Option<&'a str>,
     handoff: Option<Handoff>,
@@ -176,63 +263,108 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn build(self) -> Option<Event> {
-        let kind = self.kind?;
-        let (required, allowed) = kind.fields();
-        if self.seen & required != required || self.seen & !allowed != 0 {
+    /// Writes the fields into `e`, an event of type `kind` (made one if it is of another).
+    /// The caller has checked the fields against the type.
+    fn fill(self, kind: Kind, e: &mut Event) {
+        if !matches!(
+            (kind, &e.body),
+            (Kind::ContactCreated, Body::ContactCreated(_))
+                | (Kind::ContactAbandoned, Body::ContactAbandoned(_))
+                | (Kind::ContactCompleted, Body::ContactCompleted(_))
+                | (Kind::AgentState, Body::AgentState(_))
+                | (Kind::OfferAccepted, Body::OfferAccepted(_))
+                | (Kind::OfferRejected, Body::OfferRejected(_))
+                | (Kind::AgentWrapupDone, Body::AgentWrapupDone(_))
+        ) {
+            *e = empty(kind);
+        }
+        set(&mut e.id, self.id);
+        set(&mut e.tenant, self.tenant);
+        e.ts = self.ts;
+        let contact_id = (self.seen & Field::ContactId.bit() != 0).then_some(self.contact_id);
+        let agent_id = self.agent_id.unwrap_or_default();
+        match &mut e.body {
+            Body::ContactCreated(c) => {
+                set(&mut c.contact_id, self.contact_id);
+                set(&mut c.channel, self.channel);
+                set(&mut c.customer_id, self.customer_id);
+                set(&mut c.language, self.language);
+                set_opt(&mut c.queue, self.queue);
+                self.required_skills.fill(&mut c.required_skills);
+                self.preferred_skills.fill(&mut c.preferred_skills);
+                c.priority = self.priority;
+                set_opt(&mut c.preferred_agent, self.preferred_agent);
+                c.handoff = self.handoff;
+            }
+            Body::ContactAbandoned(c) => set(&mut c.contact_id, self.contact_id),
+            Body::ContactCompleted(c) => {
+                set(&mut c.contact_id, self.contact_id);
+                set_opt(&mut c.agent_id, self.agent_id);
+            }
+            Body::AgentState(a) => {
+                set(&mut a.agent_id, agent_id);
+                a.state = self.state.unwrap_or(AgentState::Offline);
+                set_opt(&mut a.reason, self.reason);
+            }
+            Body::OfferAccepted(o) | Body::OfferRejected(o) => {
+                set(&mut o.assignment_id, self.assignment_id);
+                set(&mut o.agent_id, agent_id);
+                set(&mut o.contact_id, self.contact_id);
+                set_opt(&mut o.reason, self.reason);
+            }
+            Body::AgentWrapupDone(w) => {
+                set(&mut w.agent_id, agent_id);
+                set_opt(&mut w.contact_id, contact_id);
+            }
+            // Not the scanner's types: `empty` above made the body one of them.
+            Body::ContactUpdated(_) | Body::AgentProfile(_) => {}
+        }
+    }
+}
+
+/// A skill map as read: up to [`SkillList::MAX`] (name, level) pairs, sorted by name, borrowed
+/// from the record. Longer maps go to serde.
+#[derive(Default)]
+struct SkillList<'a> {
+    pairs: [(&'a str, u8); SkillList::MAX],
+    len: usize,
+}
+
+impl<'a> SkillList<'a> {
+    const MAX: usize = 8;
+
+    fn pairs(&self) -> &[(&'a str, u8)] {
+        &self.pairs[..self.len]
+    }
+
+    /// Adds a pair in name order; `None` when the name is there already or the list is full.
+    fn insert(&mut self, name: &'a str, level: u8) -> Option<()> {
+        if self.len == Self::MAX {
             return None;
         }
-        let own = |s: &str| s.to_owned();
-        let agent = || self.agent_id.map(own);
-        let body = match kind {
-            Kind::ContactCreated => Body::ContactCreated(ContactCreated {
-                contact_id: own(self.contact_id),
-                channel: own(self.channel),
-                customer_id: own(self.customer_id),
-                language: own(self.language),
-                queue: self.queue.map(own),
-                required_skills: self.required_skills,
-                preferred_skills: self.preferred_skills,
-                priority: self.priority,
-                preferred_agent: self.preferred_agent.map(own),
-                handoff: self.handoff,
-            }),
-            Kind::ContactAbandoned => Body::ContactAbandoned(ContactRef {
-                contact_id: own(self.contact_id),
-            }),
-            Kind::ContactCompleted => Body::ContactCompleted(ContactCompleted {
-                contact_id: own(self.contact_id),
-                agent_id: agent(),
-            }),
-            Kind::AgentState => Body::AgentState(AgentStateChange {
-                agent_id: agent()?,
-                state: self.state?,
-                reason: self.reason.map(own),
-            }),
-            Kind::OfferAccepted | Kind::OfferRejected => {
-                let answer = OfferAnswer {
-                    assignment_id: own(self.assignment_id),
-                    agent_id: agent()?,
-                    contact_id: own(self.contact_id),
-                    reason: self.reason.map(own),
-                };
-                if matches!(kind, Kind::OfferAccepted) {
-                    Body::OfferAccepted(answer)
-                } else {
-                    Body::OfferRejected(answer)
-                }
-            }
-            Kind::AgentWrapupDone => Body::AgentWrapupDone(WrapupDone {
-                agent_id: agent()?,
-                contact_id: (self.seen & Field::ContactId.bit() != 0).then(|| own(self.contact_id)),
-            }),
+        let at = match self.pairs().binary_search_by(|(n, _)| (*n).cmp(name)) {
+            Ok(_) => return None,
+            Err(at) => at,
         };
-        Some(Event {
-            id: own(self.id),
-            tenant: own(self.tenant),
-            ts: self.ts,
-            body,
-        })
+        self.pairs.copy_within(at..self.len, at + 1);
+        self.pairs[at] = (name, level);
+        self.len += 1;
+        Some(())
+    }
+
+    /// `skills` becomes this list: the levels are updated in place when the names are the same
+    /// (a map's nodes cannot be kept across a clear).
+    fn fill(&self, skills: &mut Skills) {
+        let same =
+            skills.len() == self.len && skills.keys().zip(self.pairs()).all(|(k, (n, _))| k == n);
+        if same {
+            for (level, (_, l)) in skills.values_mut().zip(self.pairs()) {
+                *level = *l;
+            }
+        } else {
+            skills.clear();
+            skills.extend(self.pairs().iter().map(|(n, l)| ((*n).to_owned(), *l)));
+        }
     }
 }
 
@@ -349,14 +481,11 @@ impl<'a> Scan<'a> {
     }
 
     /// Skill name → level; a level that is no `u8` or a skill named twice goes to serde.
-    fn skills(&mut self) -> Option<Skills> {
-        let mut skills = BTreeMap::new();
+    fn skills(&mut self) -> Option<SkillList<'a>> {
+        let mut skills = SkillList::default();
         self.object(|s, name| {
             let level = u8::try_from(s.uint()?).ok()?;
-            skills
-                .insert(name.to_owned(), level)
-                .is_none()
-                .then_some(())
+            skills.insert(name, level)
         })?;
         Some(skills)
     }
