@@ -22,7 +22,8 @@ pub(super) const KINDS: usize = 7;
 
 /// Scans `text` into a new event.
 pub(super) fn event(text: &str) -> Option<Event> {
-    let (f, kind) = scan(text)?;
+    let mut f = Fields::default();
+    let kind = scan(text, &mut f)?;
     let mut e = empty(kind);
     f.fill(kind, &mut e);
     Some(e)
@@ -32,20 +33,22 @@ pub(super) fn event(text: &str) -> Option<Event> {
 /// there: a record of the usual kind then allocates nothing but the rare skill map that changed.
 /// A record the scanner does not take leaves every slot as it was.
 pub(super) fn event_in<'s>(text: &str, slots: &'s mut [Option<Event>; KINDS]) -> Option<&'s Event> {
-    let (f, kind) = scan(text)?;
+    let mut f = Fields::default();
+    let kind = scan(text, &mut f)?;
     let slot = slots[kind as usize].get_or_insert_with(|| empty(kind));
     f.fill(kind, slot);
     Some(slot)
 }
 
-/// The fields of a record the scanner takes, and its type.
-fn scan(text: &str) -> Option<(Fields<'_>, Kind)> {
+/// Reads the fields of a record the scanner takes into `f` (written in place: the fields are
+/// too many to move around), and gives its type.
+fn scan<'t>(text: &'t str, f: &mut Fields<'t>) -> Option<Kind> {
     let mut s = Scan {
         b: text.as_bytes(),
         s: text,
         i: 0,
     };
-    let f = s.fields()?;
+    s.fields(f)?;
     s.ws();
     if s.i != s.b.len() {
         return None;
@@ -55,7 +58,7 @@ fn scan(text: &str) -> Option<(Fields<'_>, Kind)> {
     if f.seen & required != required || f.seen & !allowed != 0 {
         return None;
     }
-    Some((f, kind))
+    Some(kind)
 }
 
 /// An event of type `kind` with every string empty, to be filled.
@@ -265,7 +268,7 @@ struct Fields<'a> {
 impl Fields<'_> {
     /// Writes the fields into `e`, an event of type `kind` (made one if it is of another).
     /// The caller has checked the fields against the type.
-    fn fill(self, kind: Kind, e: &mut Event) {
+    fn fill(&mut self, kind: Kind, e: &mut Event) {
         if !matches!(
             (kind, &e.body),
             (Kind::ContactCreated, Body::ContactCreated(_))
@@ -294,7 +297,7 @@ impl Fields<'_> {
                 self.preferred_skills.fill(&mut c.preferred_skills);
                 c.priority = self.priority;
                 set_opt(&mut c.preferred_agent, self.preferred_agent);
-                c.handoff = self.handoff;
+                c.handoff = self.handoff.take();
             }
             Body::ContactAbandoned(c) => set(&mut c.contact_id, self.contact_id),
             Body::ContactCompleted(c) => {
@@ -331,7 +334,7 @@ struct SkillList<'a> {
 }
 
 impl<'a> SkillList<'a> {
-    const MAX: usize = 8;
+    const MAX: usize = 4;
 
     fn pairs(&self) -> &[(&'a str, u8)] {
         &self.pairs[..self.len]
@@ -402,30 +405,32 @@ impl<'a> Scan<'a> {
 
     /// A string without escapes or control characters.
     fn str(&mut self) -> Option<&'a str> {
-        self.expect(b'"')?;
-        let start = self.i;
+        self.ws();
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut i = start;
         // Eight bytes at a time up to the first byte that needs a look; the loop below then
         // reads it (and the last few bytes of the record).
-        while let Some(word) = self.b.get(self.i..self.i + 8) {
-            let mut w = [0; 8];
-            w.copy_from_slice(word);
-            let marks = needs_a_look(u64::from_le_bytes(w));
+        while let Some(word) = b.get(i..i + 8) {
+            let marks = needs_a_look(u64::from_le_bytes(word.try_into().ok()?));
             if marks != 0 {
-                self.i += (marks.trailing_zeros() / 8) as usize;
+                i += (marks.trailing_zeros() / 8) as usize;
                 break;
             }
-            self.i += 8;
+            i += 8;
         }
         loop {
-            match *self.b.get(self.i)? {
+            match *b.get(i)? {
                 b'"' => break,
                 b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
+                _ => i += 1,
             }
         }
-        let s = self.s.get(start..self.i)?;
-        self.i += 1;
-        Some(s)
+        self.i = i + 1;
+        self.s.get(start..i)
     }
 
     /// A non-negative JSON integer (no sign, fraction or exponent).
@@ -505,8 +510,7 @@ impl<'a> Scan<'a> {
         Some(h)
     }
 
-    fn fields(&mut self) -> Option<Fields<'a>> {
-        let mut f = Fields::default();
+    fn fields(&mut self, f: &mut Fields<'a>) -> Option<()> {
         self.object(|s, key| {
             let field = Field::of(key)?;
             if f.seen & field.bit() != 0 {
@@ -547,8 +551,7 @@ impl<'a> Scan<'a> {
                 Field::AssignmentId => f.assignment_id = s.str()?,
             }
             Some(())
-        })?;
-        Some(f)
+        })
     }
 }
 
