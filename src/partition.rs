@@ -25,7 +25,7 @@ use crate::recovery;
 /// the pools keep a hot eligibility record per agent. 5: the de-duplication window holds
 /// fingerprints of event ids, not the ids. 6: the pools' idle queues do not count their live
 /// entries and carry a compaction mark.
-const STATE_FORMAT: u32 = 6;
+const STATE_FORMAT: u32 = 7;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]

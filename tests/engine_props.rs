@@ -22,13 +22,21 @@ const CHANNELS: [&str; 3] = ["voice", "chat", "email"];
 const QUEUES: [&str; 2] = ["general", "vip"];
 const SKILLS: [&str; 3] = ["billing", "returns", "tech"];
 
-fn policy() -> Policy {
-    let p: Policy = toml::from_str(
+/// The strategies the `general` queue runs with, one per run (and another after a reload).
+const STRATEGIES: [&str; 4] = [
+    "longest_idle",
+    "least_occupied",
+    "round_robin",
+    "best_skill_match",
+];
+
+fn policy(general: &str) -> Policy {
+    let p: Policy = toml::from_str(&format!(
         r#"
         sticky_for = "5m"
         max_missed_offers = 2
         [queues.general]
-        strategy = "longest_idle"
+        strategy = "{general}"
         [queues.vip]
         strategy = "best_skill_match"
         service_level_threshold = "20s"
@@ -42,8 +50,8 @@ fn policy() -> Policy {
         [[queues.vip.relaxation]]
         after = "60s"
         overflow_to = "general"
-        "#,
-    )
+        "#
+    ))
     .unwrap();
     p.validate().unwrap();
     p
@@ -254,9 +262,18 @@ fn event(seq: &mut u64, ts: u64, body: Body) -> Event {
     }
 }
 
+/// How a run's policy goes: the `general` queue's strategy at the start, and the one a reload
+/// brings before op `at` (the engine's optional pool orders are rebuilt then).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    first: usize,
+    then: usize,
+    at: usize,
+}
+
 /// Runs the ops, checking every property after each step; returns the serialised outputs.
-fn run(ops: &[Op], clone_at: Option<usize>) -> Result<String, TestCaseError> {
-    let mut engine = Engine::new("t", Arc::new(policy()));
+fn run(ops: &[Op], clone_at: Option<usize>, plan: Plan) -> Result<String, TestCaseError> {
+    let mut engine = Engine::new("t", Arc::new(policy(STRATEGIES[plan.first])));
     let mut m = Model::default();
     let mut now = T0;
     let mut seq = 0;
@@ -264,6 +281,9 @@ fn run(ops: &[Op], clone_at: Option<usize>) -> Result<String, TestCaseError> {
     for (i, op) in ops.iter().enumerate() {
         if clone_at == Some(i) {
             engine = engine.clone();
+        }
+        if plan.at == i {
+            engine.set_policy(Arc::new(policy(STRATEGIES[plan.then])));
         }
         let open: Vec<(String, (String, String))> =
             m.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -451,9 +471,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
     #[test]
-    fn random_sequences_keep_every_invariant(ops in prop::collection::vec(op(), 1..120)) {
-        let first = run(&ops, None)?;
-        let again = run(&ops, Some(ops.len() / 2))?;
-        prop_assert_eq!(first, again);
+    fn random_sequences_keep_every_invariant(
+        ops in prop::collection::vec(op(), 1..120),
+        first in 0..STRATEGIES.len(),
+        then in 0..STRATEGIES.len(),
+        at in 0usize..120,
+    ) {
+        let plan = Plan { first, then, at };
+        let once = run(&ops, None, plan)?;
+        let again = run(&ops, Some(ops.len() / 2), plan)?;
+        prop_assert_eq!(once, again);
     }
 }

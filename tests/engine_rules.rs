@@ -361,6 +361,56 @@ fn least_occupied_best_skill_and_round_robin() {
     assert_eq!(got, ["a", "b", "c", "a"]);
 }
 
+// 4. The orders least occupied and round robin read are kept only while a queue uses them; a
+// reload that brings such a queue finds them complete, work taken before it included.
+#[test]
+fn a_reload_to_least_occupied_and_round_robin_sees_the_work_taken_before() {
+    let mut d = Desk::new();
+    for id in ["a", "b", "c"] {
+        d.agent(id, json!({"x":5}), &["en"], json!({}));
+    }
+    // Longest idle: a, b and c take a chat each, then a a second one.
+    for (i, want) in ["a", "b", "c", "a"].iter().enumerate() {
+        let o = only_offer(&d.contact(&format!("w{i}"), "chat", "en", json!({})));
+        assert_eq!(o.agent_id, *want);
+        d.accept(&o);
+    }
+    d.engine.audit().unwrap();
+    let p: Policy = toml::from_str(
+        r#"
+        [queues.lo]
+        strategy = "least_occupied"
+        [queues.rr]
+        strategy = "round_robin"
+        "#,
+    )
+    .unwrap();
+    d.engine.set_policy(Arc::new(p));
+    d.engine.audit().unwrap();
+    // Loads now: a 2 chats, b and c 1 each. Least occupied picks the less loaded with the
+    // lower index: b.
+    let o = only_offer(&d.contact("l1", "email", "en", json!({"queue":"lo"})));
+    assert_eq!(
+        (o.agent_id.as_str(), o.why.rule.as_str()),
+        ("b", "least_occupied")
+    );
+    // And after a snapshot round trip, round robin still knows every agent.
+    let bytes = bincode::serde::encode_to_vec(&d.engine, bincode::config::standard()).unwrap();
+    d.engine = bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+        .unwrap()
+        .0;
+    d.engine.audit().unwrap();
+    let mut got = Vec::new();
+    for i in 0..3 {
+        got.push(
+            only_offer(&d.contact(&format!("r{i}"), "email", "en", json!({"queue":"rr"}))).agent_id,
+        );
+    }
+    got.sort();
+    assert_eq!(got, ["a", "b", "c"], "each agent once");
+    d.engine.audit().unwrap();
+}
+
 // 4. Sticky routing across channels, and preferred agent.
 #[test]
 fn sticky_agent_across_channels_until_it_expires() {

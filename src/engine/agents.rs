@@ -626,13 +626,55 @@ impl Pool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pools {
     pools: Vec<Vec<Pool>>,
+    /// Whether the every-agent pools keep their `by_load` (least occupied) and `by_index`
+    /// (round robin) orders: only when a queue of the policy can use them, since a load order
+    /// moves with every contact an agent takes or ends. Set from the policy whenever it is set
+    /// (see [`Pools::keep_orders`]); in snapshots, so that an engine read back keeps what its
+    /// orders hold.
+    keep: Orders,
     /// By agent index.
     stamps: Vec<Stamps>,
     /// By agent index: the profile fields eligibility reads.
     hot: Vec<Hot>,
 }
 
+/// The optional orders of the every-agent pools (see [`Pools`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Orders {
+    pub(crate) by_load: bool,
+    pub(crate) by_index: bool,
+}
+
 impl Pools {
+    /// Keeps the optional orders the policy needs, rebuilt from the filed agents, and drops
+    /// the others. Called whenever the policy is set (start, reload, restore).
+    pub(crate) fn keep_orders(&mut self, keep: Orders, agents: &[Agent]) {
+        self.keep = keep;
+        if let Some(row) = self.pools.first_mut() {
+            for pool in row.iter_mut() {
+                pool.by_load.clear();
+                pool.by_index.clear();
+            }
+        }
+        for (idx, agent) in agents.iter().enumerate() {
+            let (idle_key, load_key) = agent.filed_keys;
+            for &(c, p) in agent.filed.iter().filter(|f| f.0 == 0) {
+                let pool = self.get_mut(c, p);
+                if keep.by_load && !is_idle(idle_key) {
+                    pool.by_load.insert(load_key);
+                }
+                if keep.by_index {
+                    pool.by_index.insert(idx as u32);
+                }
+            }
+        }
+    }
+
+    /// The optional orders kept (for the audit).
+    pub(crate) fn orders(&self) -> Orders {
+        self.keep
+    }
+
     pub(crate) fn get(&self, skill_slot: u32, lang: u32) -> Option<&Pool> {
         self.pools.get(skill_slot as usize)?.get(lang as usize)
     }
@@ -739,12 +781,15 @@ impl Pools {
             if is_idle(keys.0) {
                 self.enter(Queue::Idle, idx, &filed, keys.0);
             }
+            let keep = self.keep;
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
-                if !is_idle(keys.0) {
+                if keep.by_load && !is_idle(keys.0) {
                     pool.by_load.insert(keys.1);
                 }
-                pool.by_index.insert(idx);
+                if keep.by_index {
+                    pool.by_index.insert(idx);
+                }
             }
             let agent = &mut agents[idx as usize];
             agent.filed = filed;
@@ -769,7 +814,7 @@ impl Pools {
                 self.enter(Queue::Idle, idx, &filed, keys.0);
             }
         }
-        if old_load != keys.1 {
+        if self.keep.by_load && old_load != keys.1 {
             for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
                 let pool = self.get_mut(c, p);
                 if !is_idle(old_idle) {
@@ -795,12 +840,15 @@ impl Pools {
             }
             self.leave(Queue::Order, idx, &filed);
         }
+        let keep = self.keep;
         for &(c, p) in filed.iter().filter(|f| f.0 == 0) {
             let pool = self.get_mut(c, p);
-            if !is_idle(old_idle) {
+            if keep.by_load && !is_idle(old_idle) {
                 pool.by_load.remove(&old_load);
             }
-            pool.by_index.remove(&idx);
+            if keep.by_index {
+                pool.by_index.remove(&idx);
+            }
         }
         filed.clear();
         agents[idx as usize].filed = filed;

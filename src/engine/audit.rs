@@ -111,11 +111,14 @@ impl Engine {
             {
                 return Err(format!("agent {name}: idle stamps out of step"));
             }
+            let keep = self.pools.orders();
             for &(c, l) in &a.filed {
                 let pool = self.pools.get(c, l).ok_or("missing pool")?;
                 let ordered = c != 0
-                    || (pool.by_index.contains(&(ai as u32))
-                        && (a.load == 0 || pool.holds_load(a.load_key(ai as u32))));
+                    || ((!keep.by_index || pool.by_index.contains(&(ai as u32)))
+                        && (!keep.by_load
+                            || a.load == 0
+                            || pool.holds_load(a.load_key(ai as u32))));
                 if !ordered || !pool.holds(ai as u32, a, self.pools.stamps()) {
                     return Err(format!("agent {name} missing from pool ({c}, {l})"));
                 }
@@ -138,8 +141,18 @@ impl Engine {
                     continue;
                 };
                 let (idle, counted, kept) = p.live_counted(self.pools.stamps());
+                // The optional orders hold every agent of an every-agent pool (with work, for
+                // the load order) when kept, and none otherwise.
+                let keep = self.pools.orders();
                 let (all, loaded) = if c == 0 {
-                    (p.len(), kept.saturating_sub(idle))
+                    (
+                        if keep.by_index { p.len() } else { 0 },
+                        if keep.by_load {
+                            kept.saturating_sub(idle)
+                        } else {
+                            0
+                        },
+                    )
                 } else {
                     (0, 0)
                 };

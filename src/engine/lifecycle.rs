@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::agents::{Agent, Wrapup};
+use super::agents::{self, Agent, Wrapup};
 use super::contacts::{Contact, Phase};
 use super::tables::{self, FULL_LOAD};
 use super::timers::Timer;
-use super::{sla, Engine, Ignored, Output};
+use super::{sla, Engine, Ignored, Output, Strategy};
 use crate::event::{
     AgentProfile, AgentState, AgentStateChange, Body, ContactCompleted, ContactCreated, ContactRef,
     ContactUpdated, Event, OfferAnswer, Skills, WrapupDone,
@@ -139,6 +139,17 @@ impl Engine {
         tables::resolve_channels(&self.policy, &mut self.channel_names, &mut self.channels);
         self.queues.clear();
         self.resolve_queues();
+        // A queue the policy does not name takes the default queue's settings, or the
+        // built-in ones: those strategies count too.
+        let uses = |s: Strategy| {
+            self.policy.queues.values().any(|q| q.strategy == s)
+                || super::policy::QueuePolicy::default().strategy == s
+        };
+        let keep = agents::Orders {
+            by_load: uses(Strategy::LeastOccupied),
+            by_index: uses(Strategy::RoundRobin),
+        };
+        self.pools.keep_orders(keep, &self.agents);
         for ai in 0..self.agents.len() as u32 {
             self.resolve_capacity(ai);
             self.agent_changed(ai);
