@@ -220,14 +220,8 @@ impl Kind {
         let (required, optional) = match self {
             Kind::ContactCreated => (
                 mask(&[ContactId, Channel, CustomerId, Language]),
-                mask(&[
-                    Queue,
-                    RequiredSkills,
-                    PreferredSkills,
-                    Priority,
-                    PreferredAgent,
-                    Handoff,
-                ]),
+                mask(&[Queue, RequiredSkills, PreferredSkills])
+                    | mask(&[Priority, PreferredAgent, Handoff]),
             ),
             Kind::ContactAbandoned => (mask(&[ContactId]), 0),
             Kind::ContactCompleted => (mask(&[ContactId]), mask(&[AgentId])),
