@@ -235,25 +235,10 @@ impl DecodeError {
 
 /// Decodes one record. `max_bytes` bounds the payload size.
 pub fn decode(payload: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
-    if payload.len() > max_bytes {
-        return Err(DecodeError::Oversized {
-            size: payload.len(),
-            limit: max_bytes,
-        });
-    }
-    if payload.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
-        at: e.valid_up_to(),
-    })?;
-    // The scanner takes the usual flat records of plain strings and integers; the direct
-    // decoder the usual layout of every type; anything neither takes (a body field before
-    // `type`, a bad value, a duplicate key, …) goes through the reference decoder, which gives
-    // the accepted events and every rejection reason their definition.
-    let event = match scan::event(text).or_else(|| direct::event(text)) {
+    let text = text(payload, max_bytes)?;
+    let event = match scan::event(text) {
         Some(e) => e,
-        None => reference(text)?,
+        None => by_serde(text)?,
     };
     validate(&event)?;
     Ok(event)
@@ -275,24 +260,40 @@ pub fn decode_reusing<'s>(
     max_bytes: usize,
     scratch: &'s mut Scratch,
 ) -> Result<&'s Event, DecodeError> {
-    if payload.len() > max_bytes || payload.is_empty() {
-        return decode(payload, max_bytes).map(|e| &*scratch.other.insert(e));
-    }
-    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
-        at: e.valid_up_to(),
-    })?;
+    let text = text(payload, max_bytes)?;
     let event = match scan::event_in(text, &mut scratch.scanned) {
         Some(e) => e,
-        None => {
-            let e = match direct::event(text) {
-                Some(e) => e,
-                None => reference(text)?,
-            };
-            &*scratch.other.insert(e)
-        }
+        None => &*scratch.other.insert(by_serde(text)?),
     };
     validate(event)?;
     Ok(event)
+}
+
+/// The record as text: within the size limit, not empty, UTF-8.
+fn text(payload: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
+    if payload.len() > max_bytes {
+        return Err(DecodeError::Oversized {
+            size: payload.len(),
+            limit: max_bytes,
+        });
+    }
+    if payload.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
+        at: e.valid_up_to(),
+    })
+}
+
+/// What the scanner does not take. The direct decoder covers the usual layout of every type;
+/// anything it does not take either (a body field before `type`, a bad value, a duplicate
+/// key, …) goes through the reference decoder, which gives the accepted events and every
+/// rejection reason their definition.
+fn by_serde(text: &str) -> Result<Event, DecodeError> {
+    match direct::event(text) {
+        Some(e) => Ok(e),
+        None => reference(text),
+    }
 }
 
 /// The reference decoder: serde's internally tagged enum behind `#[serde(flatten)]`. It buffers

@@ -55,6 +55,18 @@ pub enum Stage {
     Full,
 }
 
+impl Stage {
+    /// The stage's name, as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Consume => "consume",
+            Stage::Decode => "decode",
+            Stage::Route => "route",
+            Stage::Full => "full",
+        }
+    }
+}
+
 /// What one input record became.
 #[derive(Debug)]
 pub enum Outcome {

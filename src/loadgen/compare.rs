@@ -140,7 +140,7 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
             let tag = match stage {
                 Stage::Full => tag.clone(),
                 other => {
-                    let tag = format!("{tag}-{}", stage_name(other));
+                    let tag = format!("{tag}-{}", other.name());
                     let (outputs, state) = run_topics(&tag);
                     ensure_topics(&config, &[&outputs, &state], a.partitions).await?;
                     tag
@@ -150,7 +150,7 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
                 measure_daemon(&config, &input, written, &tag, a.timeout, shown, stage).await?;
             let who = match stage {
                 Stage::Full => "omniroute:  ".to_string(),
-                other => format!("omniroute, stage {}:", stage_name(other)),
+                other => format!("omniroute, stage {}:", other.name()),
             };
             println!(
                 "  {who} {:.0} records/s ({} records in {:.3} s; routed {}, ignored {}, dead-lettered {}, produced {})",
@@ -172,7 +172,7 @@ pub(super) async fn run(a: CompareArgs) -> Result<(), BenchError> {
                 ratios.push(ratio);
             } else {
                 stage_rates
-                    .entry(stage_name(stage))
+                    .entry(stage.name())
                     .or_default()
                     .push(omni.per_second());
             }
@@ -311,16 +311,6 @@ fn run_topics(run: &str) -> (String, String) {
         format!("omniroute.bench-out.{run}"),
         format!("omniroute.bench-state.{run}"),
     )
-}
-
-/// The stage's name as given on the command line.
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Consume => "consume",
-        Stage::Decode => "decode",
-        Stage::Route => "route",
-        Stage::Full => "full",
-    }
 }
 
 /// Runs the real daemon in this process on `topic` with a fresh group until it has consumed
