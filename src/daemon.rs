@@ -496,6 +496,7 @@ impl Daemon {
                         self.process(consumer, &msg).await?;
                         drop(msg);
                         self.drain(consumer, &mut stream).await?;
+                        self.flush_metrics();
                         self.producer.hand_over();
                         // A consumer that always has records never makes this task wait; give
                         // the worker to others once per batch. Tasks this one spawned (state
@@ -548,6 +549,14 @@ impl Daemon {
             self.process(consumer, &msg).await?;
         }
         Ok(())
+    }
+
+    /// Adds the batch's tallied counts (the loop's and each partition's) to the recorder.
+    fn flush_metrics(&mut self) {
+        self.metrics.flush();
+        for p in self.parts.values_mut() {
+            p.flush_metrics();
+        }
     }
 
     fn backpressure(&self) -> bool {

@@ -340,6 +340,11 @@ impl Partition {
         }
     }
 
+    /// Adds the counts tallied since the last call to the metrics recorder.
+    pub fn flush_metrics(&mut self) {
+        self.metrics.flush();
+    }
+
     /// Runs only part of the record path from now on (see [`Stage`]).
     pub fn set_stage(&mut self, stage: Stage) {
         self.stage = stage;
