@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError, KafkaConfig, StartFrom};
 use crate::engine::{Output, Policy};
 use crate::event::Millis;
 use crate::kafka::consumer::{Change, RebalanceContext};
-use crate::kafka::producer::{self, Effect, Producer, Record, Source, Tracker};
+use crate::kafka::producer::{self, Effect, Producer, Record, Tracker};
 use crate::kafka::writer::OutputJob;
 use crate::kafka::{self, dlq};
 use crate::metrics;
@@ -884,7 +884,6 @@ impl Daemon {
         // Read once: each call asks librdkafka for the name, measures it and checks its UTF-8.
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let id = self.topic_id(topic);
-        let src = (self.topics[id as usize].clone(), partition, offset);
         let Some(part) = self.parts.get_mut(&partition) else {
             // Its state is being rebuilt: the consumer seeks back to the state's position.
             return Ok(());
@@ -978,6 +977,7 @@ impl Daemon {
                 tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "record dead-lettered");
                 self.metrics.dead_lettered(e.reason());
                 self.counts.dead_lettered += 1;
+                let src = (self.topics[id as usize].clone(), partition, offset);
                 producer::lock(&self.tracker).begin(&src, 1);
                 let headers = dlq::headers(e.reason(), &e.to_string(), topic, partition, offset);
                 self.producer
@@ -998,13 +998,14 @@ impl Daemon {
             }
             Outcome::Routed { .. } => self.counts.routed += 1,
         }
-        self.produce_outputs(partition, src);
+        self.produce_outputs(id, partition, offset);
         Ok(())
     }
 
-    /// Stages `self.out` for output partition `partition`, each with its sequence number, for
-    /// the producer's writer thread; outputs an earlier owner already produced are skipped.
-    fn produce_outputs(&mut self, partition: i32, src: Source) {
+    /// Stages `self.out` (the outputs of record `offset` of input `topic`) for output partition
+    /// `partition`, each with its sequence number, for the producer's writer thread; outputs an
+    /// earlier owner already produced are skipped.
+    fn produce_outputs(&mut self, topic: u32, partition: i32, offset: i64) {
         let Some(part) = self.parts.get_mut(&partition) else {
             self.out.clear();
             return;
@@ -1017,13 +1018,15 @@ impl Daemon {
         if skipped > 0 {
             metrics::suppressed(skipped);
         }
-        // Registered before staging: the record's offset waits for its outputs from now on.
-        producer::lock(&self.tracker).begin(&src, produce as u32);
         if produce == 0 {
-            // Most records: nothing to hand to the writer, so its lock is not taken.
+            // Most records: nothing to wait for and nothing to hand to the writer, so neither
+            // the tracker's lock nor the writer's is taken.
             self.out.clear();
             return;
         }
+        // Registered before staging: the record's offset waits for its outputs from now on.
+        let src = (self.topics[topic as usize].clone(), partition, offset);
+        producer::lock(&self.tracker).begin(&src, produce as u32);
         self.counts.produced += produce as u64;
         let metrics = &mut self.metrics;
         let jobs = seqs

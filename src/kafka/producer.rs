@@ -51,10 +51,6 @@ pub struct Tracker {
 struct PartTrack {
     /// Offset → deliveries still outstanding.
     pending: BTreeMap<i64, u32>,
-    /// Lowest and highest offsets handed to [`Tracker::begin`]: nothing below the first record
-    /// this owner consumed is ever stored.
-    first_seen: Option<i64>,
-    last_seen: Option<i64>,
 }
 
 impl Tracker {
@@ -72,19 +68,19 @@ impl Tracker {
         self.index(topic, partition).map(|i| &mut self.parts[i].2)
     }
 
-    /// Record `offset` consumed, with `outputs` deliveries to wait for (0 = done already).
+    /// Record `offset` consumed, with `outputs` deliveries to wait for. A record without
+    /// outputs waits for nothing and is not tracked, so the daemon skips the call (and the
+    /// lock) for it.
     pub fn begin(&mut self, (topic, partition, offset): &Source, outputs: u32) {
+        if outputs == 0 {
+            return;
+        }
         let i = self.index(topic, *partition).unwrap_or_else(|| {
             self.parts
                 .push((topic.clone(), *partition, PartTrack::default()));
             self.parts.len() - 1
         });
-        let p = &mut self.parts[i].2;
-        p.first_seen = Some(p.first_seen.map_or(*offset, |o| o.min(*offset)));
-        p.last_seen = Some(p.last_seen.map_or(*offset, |o| o.max(*offset)));
-        if outputs > 0 {
-            *p.pending.entry(*offset).or_default() += outputs;
-        }
+        *self.parts[i].2.pending.entry(*offset).or_default() += outputs;
     }
 
     /// One delivery for `source` was acknowledged.
@@ -122,18 +118,6 @@ impl Tracker {
     /// Snapshots whose every chunk is acknowledged, since the last call.
     pub fn take_snapshots(&mut self) -> Vec<(i32, u64)> {
         std::mem::take(&mut self.snapshots_done)
-    }
-
-    /// The highest offset of `topic`/`partition` such that it and every earlier record this
-    /// owner consumed are fully delivered (without marking anything stored).
-    pub fn done_through(&self, topic: &str, partition: i32) -> Option<i64> {
-        let p = self.part(topic, partition)?;
-        let (first, last) = (p.first_seen?, p.last_seen?);
-        let done = match p.pending.keys().next() {
-            Some(pending) => pending - 1,
-            None => last,
-        };
-        (done >= first).then_some(done)
     }
 
     /// True when no record of `topic`/`partition` up to `offset` waits for a delivery.
@@ -344,34 +328,36 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_done_only_past_fully_delivered_records() {
+    fn offsets_are_acknowledged_only_up_to_the_first_pending_record() {
         let mut t = Tracker::default();
         t.begin(&src(10), 2);
         t.begin(&src(11), 0);
         t.begin(&src(12), 1);
-        assert_eq!(t.done_through("in", 0), None);
+        assert!(t.acked_through("in", 0, 9));
+        assert!(!t.acked_through("in", 0, 10));
         t.ack(&src(12));
-        assert_eq!(t.done_through("in", 0), None, "10 still pending");
+        assert!(!t.acked_through("in", 0, 12), "10 still pending");
         t.ack(&src(10));
-        assert_eq!(t.done_through("in", 0), None, "10 has a second output");
+        assert!(!t.acked_through("in", 0, 12), "10 has a second output");
         t.ack(&src(10));
-        assert_eq!(t.done_through("in", 0), Some(12));
-        t.begin(&src(13), 1);
-        assert_eq!(t.done_through("in", 0), Some(12), "13 pending");
-        assert_eq!(t.pending(), 1);
-        assert_eq!(t.done_through("in", 1), None, "another partition");
         assert!(t.acked_through("in", 0, 12));
-        assert!(!t.acked_through("in", 0, 13));
+        t.begin(&src(13), 1);
+        assert!(t.acked_through("in", 0, 12));
+        assert!(!t.acked_through("in", 0, 13), "13 pending");
+        assert_eq!(t.pending(), 1);
         assert!(t.acked_through("in", 1, 99), "nothing begun there");
     }
 
     #[test]
-    fn a_record_without_outputs_is_done_at_once() {
+    fn a_record_without_outputs_waits_for_nothing() {
         let mut t = Tracker::default();
         t.begin(&src(0), 0);
-        assert_eq!(t.done_through("in", 0), Some(0));
+        assert!(t.acked_through("in", 0, 0));
+        assert_eq!(t.pending(), 0);
+        t.begin(&src(1), 1);
         t.forget("in", 0);
-        assert_eq!(t.done_through("in", 0), None);
+        assert!(t.acked_through("in", 0, 1), "forgotten with its partition");
+        assert_eq!(t.pending(), 0);
     }
 
     #[test]
