@@ -231,7 +231,13 @@ fn by_code<'c, H>(
     code: &'static str,
     make: impl FnOnce() -> H,
 ) -> &'c mut H {
-    let i = match cache.iter().position(|(c, _)| *c == code) {
+    // The codes are string literals: the same literal is the same pointer, so pointers are
+    // compared first and the text only for a code not found that way.
+    let found = cache
+        .iter()
+        .position(|(c, _)| std::ptr::eq(*c, code))
+        .or_else(|| cache.iter().position(|(c, _)| *c == code));
+    let i = match found {
         Some(i) => i,
         None => {
             cache.push((code, make()));

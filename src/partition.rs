@@ -82,18 +82,14 @@ pub enum Outcome {
 pub struct Partition {
     id: i32,
     policy: Arc<Policy>,
-    engines: FxHashMap<String, Engine>,
+    /// The tenants' engines and what the partition keeps beside each: one look-up a record.
+    engines: FxHashMap<String, Tenant>,
     max_record_bytes: usize,
-    /// Offers not yet accepted or withdrawn, for the answered-wait histogram: (tenant,
-    /// assignment id) → what the offer said. Bounded by the engines' open offers.
-    /// By tenant, then assignment id, so that look-ups need no key built.
-    open_offers: FxHashMap<crate::engine::Name, FxHashMap<String, OpenOffer>>,
-    /// Every engine's next timer, ordered by time, so the daemon's clock finds due engines and
-    /// the next wake-up without scanning all tenants. `deadlines` is the same, by tenant.
-    /// Tenant names are shared between the two, so moving a timer allocates nothing; a
-    /// tenant without a timer keeps its entry in `deadlines` (with `None`).
+    /// Every engine's next timer, ordered by time (then tenant name, so that engines due at
+    /// the same time fire in an order a replay repeats), so the daemon's clock finds due
+    /// engines and the next wake-up without scanning all tenants. Names are shared with the
+    /// tenants, so moving a timer allocates nothing.
     timers: BTreeSet<(Millis, Arc<str>)>,
-    deadlines: FxHashMap<String, (Option<Millis>, Arc<str>)>,
     /// Engine time: the latest record timestamp or clock value seen on this partition.
     clock: Millis,
     /// Sequence number of the next output of this partition (header `omniroute.seq`).
@@ -147,6 +143,71 @@ pub enum Admit {
     Gap { expected: i64 },
 }
 
+/// One tenant of the partition: its engine, its next timer as filed in [`Partition::timers`],
+/// and its offers not yet accepted or withdrawn (for the answered-wait histogram), by the
+/// fingerprint of the assignment id (XXH3-128: no key to allocate per offer; a collision
+/// among a tenant's open offers, about 2⁻¹²⁸ a pair, would only misplace one wait sample).
+/// Bounded by the engine's open offers.
+struct Tenant {
+    engine: Engine,
+    name: Arc<str>,
+    next: Option<Millis>,
+    open: FxHashMap<u128, OpenOffer>,
+}
+
+impl Tenant {
+    fn new(engine: Engine) -> Self {
+        Tenant {
+            name: Arc::from(engine.tenant()),
+            engine,
+            next: None,
+            open: FxHashMap::default(),
+        }
+    }
+
+    /// Re-reads the engine's next timer into `timers`.
+    fn refile(&mut self, timers: &mut BTreeSet<(Millis, Arc<str>)>) {
+        let next = self.engine.next_deadline();
+        if next == self.next {
+            return;
+        }
+        if let Some(at) = self.next {
+            timers.remove(&(at, self.name.clone()));
+        }
+        if let Some(at) = next {
+            timers.insert((at, self.name.clone()));
+        }
+        self.next = next;
+    }
+
+    /// Follows the engine's offers until they are accepted or withdrawn.
+    fn track(&mut self, outputs: &[Output]) {
+        for o in outputs {
+            match o {
+                Output::Offer(x) => {
+                    self.open.insert(
+                        offer_key(&x.assignment_id),
+                        OpenOffer {
+                            queue: x.queue.clone(),
+                            channel: x.channel.clone(),
+                            offered_at: x.offered_at,
+                            wait_ms: x.wait_ms,
+                        },
+                    );
+                }
+                Output::OfferWithdrawn(x) => {
+                    self.open.remove(&offer_key(&x.assignment_id));
+                }
+                Output::AgentAway(_) => {}
+            }
+        }
+    }
+}
+
+fn offer_key(assignment_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(assignment_id.as_bytes())
+}
+
 struct OpenOffer {
     queue: crate::engine::Name,
     channel: crate::engine::Name,
@@ -162,9 +223,7 @@ impl Partition {
             policy,
             engines: FxHashMap::default(),
             max_record_bytes,
-            open_offers: FxHashMap::default(),
             timers: BTreeSet::new(),
-            deadlines: FxHashMap::default(),
             clock: 0,
             out_seq: 0,
             positions: BTreeMap::new(),
@@ -184,7 +243,7 @@ impl Partition {
             clock: self.clock,
             out_seq: self.out_seq,
             positions: &self.positions,
-            engines: self.engines.values().collect(),
+            engines: self.engines.values().map(|t| &t.engine).collect(),
         };
         bincode::serde::encode_to_vec(&state, bincode::config::standard())
             .map_err(|e| e.to_string())
@@ -236,11 +295,9 @@ impl Partition {
             if **e.policy() != *policy {
                 e.set_policy(policy.clone());
             }
-            p.engines.insert(e.tenant().to_string(), e);
-        }
-        let tenants: Vec<String> = p.engines.keys().cloned().collect();
-        for t in tenants {
-            p.reschedule(&t);
+            let mut t = Tenant::new(e);
+            t.refile(&mut p.timers);
+            p.engines.insert(t.engine.tenant().to_string(), t);
         }
         p
     }
@@ -375,29 +432,26 @@ impl Partition {
     /// Drives the event's tenant's engine at `now`.
     fn route(&mut self, now: Millis, event: &Event, out: &mut Vec<Output>) -> Outcome {
         // Looked up by `&str` first: the tenant's key is allocated only for a new engine.
-        let engine = match self.engines.get_mut(&event.tenant) {
-            Some(engine) => engine,
-            None => self
-                .engines
-                .entry(event.tenant.clone())
-                .or_insert_with(|| Engine::new(event.tenant.clone(), self.policy.clone())),
+        let tenant = match self.engines.get_mut(&event.tenant) {
+            Some(t) => t,
+            None => self.engines.entry(event.tenant.clone()).or_insert_with(|| {
+                Tenant::new(Engine::new(event.tenant.clone(), self.policy.clone()))
+            }),
         };
         let started = (self.handled % DECISION_SAMPLE == 0).then(Instant::now);
         self.handled += 1;
         let first = out.len();
-        let result = engine.handle(now, event, out);
-        let next = engine.next_deadline();
+        let result = tenant.engine.handle(now, event, out);
         if let Some(started) = started {
             self.metrics.decision(started.elapsed().as_secs_f64());
         }
         let event_type = event.body.type_name();
-        self.reschedule_to(&event.tenant, next);
+        tenant.refile(&mut self.timers);
         match result {
             Ok(()) => {
                 self.metrics.routed(event_type);
                 if let event::Body::OfferAccepted(a) = &event.body {
-                    let open = self.open_offers.get_mut(event.tenant.as_str());
-                    if let Some(o) = open.and_then(|m| m.remove(a.assignment_id.as_str())) {
+                    if let Some(o) = tenant.open.remove(&offer_key(&a.assignment_id)) {
                         let waited = o.wait_ms + now.saturating_sub(o.offered_at);
                         self.metrics.answered_wait(
                             &event.tenant,
@@ -407,7 +461,7 @@ impl Partition {
                         );
                     }
                 }
-                self.track(&out[first..]);
+                tenant.track(&out[first..]);
                 Outcome::Routed { event_type }
             }
             Err(ignored) => {
@@ -428,78 +482,18 @@ impl Partition {
 
     /// Fires every engine's timers due at `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let first = out.len();
         let due: Vec<Arc<str>> = self
             .timers
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, tenant)| tenant.clone())
             .collect();
-        for tenant in due {
-            if let Some(e) = self.engines.get_mut(&*tenant) {
-                e.tick(now, out);
-            }
-            self.reschedule(&tenant);
-        }
-        self.track(&out[first..]);
-    }
-
-    /// Re-reads one engine's next timer into the index.
-    fn reschedule(&mut self, tenant: &str) {
-        let next = self.engines.get(tenant).and_then(Engine::next_deadline);
-        self.reschedule_to(tenant, next);
-    }
-
-    /// Files the tenant's next timer at `next`.
-    fn reschedule_to(&mut self, tenant: &str, next: Option<Millis>) {
-        match self.deadlines.get_mut(tenant) {
-            Some((old, name)) => {
-                if *old == next {
-                    return;
-                }
-                if let Some(at) = *old {
-                    self.timers.remove(&(at, name.clone()));
-                }
-                if let Some(at) = next {
-                    self.timers.insert((at, name.clone()));
-                }
-                *old = next;
-            }
-            None => {
-                if let Some(at) = next {
-                    let name: Arc<str> = Arc::from(tenant);
-                    self.timers.insert((at, name.clone()));
-                    self.deadlines.insert(tenant.to_string(), (next, name));
-                }
-            }
-        }
-    }
-
-    /// Follows offers until they are accepted or withdrawn.
-    fn track(&mut self, outputs: &[Output]) {
-        for o in outputs {
-            match o {
-                Output::Offer(x) => {
-                    let open = match self.open_offers.get_mut(x.tenant.as_str()) {
-                        Some(open) => open,
-                        None => self.open_offers.entry(x.tenant.clone()).or_default(),
-                    };
-                    open.insert(
-                        x.assignment_id.clone(),
-                        OpenOffer {
-                            queue: x.queue.clone(),
-                            channel: x.channel.clone(),
-                            offered_at: x.offered_at,
-                            wait_ms: x.wait_ms,
-                        },
-                    );
-                }
-                Output::OfferWithdrawn(x) => {
-                    if let Some(open) = self.open_offers.get_mut(x.tenant.as_str()) {
-                        open.remove(x.assignment_id.as_str());
-                    }
-                }
-                Output::AgentAway(_) => {}
+        for name in due {
+            if let Some(t) = self.engines.get_mut(&*name) {
+                let first = out.len();
+                t.engine.tick(now, out);
+                t.refile(&mut self.timers);
+                t.track(&out[first..]);
             }
         }
     }
@@ -511,21 +505,18 @@ impl Partition {
 
     /// Applies a reloaded policy to every engine, keeping their state.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
-        for e in self.engines.values_mut() {
-            e.set_policy(policy.clone());
+        for t in self.engines.values_mut() {
+            t.engine.set_policy(policy.clone());
+            // New timeouts or relaxation steps can move timers.
+            t.refile(&mut self.timers);
         }
         self.policy = policy;
-        // New timeouts or relaxation steps can move timers.
-        let tenants: Vec<String> = self.engines.keys().cloned().collect();
-        for t in tenants {
-            self.reschedule(&t);
-        }
     }
 
     pub fn sla_snapshots(&mut self, now: Millis) -> Vec<SlaSnapshot> {
         self.engines
             .values_mut()
-            .flat_map(|e| e.sla_snapshot(now))
+            .flat_map(|t| t.engine.sla_snapshot(now))
             .collect()
     }
 
@@ -533,7 +524,7 @@ impl Partition {
     pub fn stats(&self) -> EngineStats {
         self.engines
             .values()
-            .map(Engine::stats)
+            .map(|t| t.engine.stats())
             .fold(EngineStats::default(), |a, s| EngineStats {
                 agents: a.agents + s.agents,
                 agents_available: a.agents_available + s.agents_available,
@@ -667,7 +658,7 @@ mod tests {
         let Some(Output::Offer(offer)) = out.first() else {
             panic!("expected an offer, got {out:?}")
         };
-        let open = |p: &Partition| p.open_offers.values().map(|m| m.len()).sum::<usize>();
+        let open = |p: &Partition| p.engines.values().map(|t| t.open.len()).sum::<usize>();
         assert_eq!(open(&p), 1);
         let accept = format!(
             r#"{{"type":"offer.accepted","id":"4","tenant":"t","ts":3000,"assignment_id":"{}","agent_id":"a","contact_id":"c"}}"#,
