@@ -248,7 +248,7 @@ pub fn decode(payload: &[u8], max_bytes: usize) -> Result<Event, DecodeError> {
 /// and one for whatever the serde decoders build.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    scanned: [Option<Event>; scan::KINDS],
+    scanned: scan::Slots,
     other: Option<Event>,
 }
 

@@ -18,37 +18,59 @@ use super::{
 };
 
 /// The number of event types the scanner builds (see [`event_in`]).
-pub(super) const KINDS: usize = 7;
+const KINDS: usize = 7;
 
 /// Scans `text` into a new event.
 pub(super) fn event(text: &str) -> Option<Event> {
     let mut f = Fields::default();
-    let kind = scan(text, &mut f)?;
+    let kind = scan(text, &mut f, &mut Order::default())?;
     let mut e = empty(kind);
     f.fill(kind, &mut e);
     Some(e)
 }
 
+/// What [`event_in`] keeps from one record to the next: an event per type, and the order in
+/// which the last records named their fields.
+#[derive(Debug, Default)]
+pub(super) struct Slots {
+    events: [Option<Event>; KINDS],
+    order: Order,
+}
+
 /// Scans `text` into the slot of its type, reusing the strings the slot's last event left
 /// there: a record of the usual kind then allocates nothing but the rare skill map that changed.
-/// A record the scanner does not take leaves every slot as it was.
-pub(super) fn event_in<'s>(text: &str, slots: &'s mut [Option<Event>; KINDS]) -> Option<&'s Event> {
+/// A record the scanner does not take leaves every event slot as it was.
+pub(super) fn event_in<'s>(text: &str, slots: &'s mut Slots) -> Option<&'s Event> {
     let mut f = Fields::default();
-    let kind = scan(text, &mut f)?;
-    let slot = slots[kind as usize].get_or_insert_with(|| empty(kind));
+    let kind = scan(text, &mut f, &mut slots.order)?;
+    let slot = slots.events[kind as usize].get_or_insert_with(|| empty(kind));
     f.fill(kind, slot);
     Some(slot)
 }
 
+/// For each field (and, last, for the start of the object), the field that followed it when
+/// the key after it was last read in full. A producer writes its records' fields in one order,
+/// so the next key is nearly always the one this predicts, and checking the record for exactly
+/// `"name"` costs less than reading a key and looking it up. Only a guess: a key that is not
+/// the predicted one is read as before, so what is decoded never depends on it.
+#[derive(Debug, Clone)]
+struct Order([u8; Field::ALL.len() + 1]);
+
+impl Default for Order {
+    fn default() -> Self {
+        Order([u8::MAX; Field::ALL.len() + 1])
+    }
+}
+
 /// Reads the fields of a record the scanner takes into `f` (written in place: the fields are
 /// too many to move around), and gives its type.
-fn scan<'t>(text: &'t str, f: &mut Fields<'t>) -> Option<Kind> {
+fn scan<'t>(text: &'t str, f: &mut Fields<'t>, order: &mut Order) -> Option<Kind> {
     let mut s = Scan {
         b: text.as_bytes(),
         s: text,
         i: 0,
     };
-    s.fields(f)?;
+    s.fields(f, order)?;
     s.ws();
     if s.i != s.b.len() {
         return None;
@@ -146,6 +168,55 @@ enum Field {
 }
 
 impl Field {
+    /// Every field, in declaration order (`ALL[f as usize] == f`).
+    const ALL: [Field; 18] = {
+        use Field::*;
+        [
+            Id,
+            Tenant,
+            Ts,
+            Type,
+            ContactId,
+            Channel,
+            CustomerId,
+            Language,
+            Queue,
+            RequiredSkills,
+            PreferredSkills,
+            Priority,
+            PreferredAgent,
+            Handoff,
+            AgentId,
+            State,
+            Reason,
+            AssignmentId,
+        ]
+    };
+
+    /// The key that names the field (the inverse of [`Field::of`]).
+    fn name(self) -> &'static str {
+        match self {
+            Field::Id => "id",
+            Field::Tenant => "tenant",
+            Field::Ts => "ts",
+            Field::Type => "type",
+            Field::ContactId => "contact_id",
+            Field::Channel => "channel",
+            Field::CustomerId => "customer_id",
+            Field::Language => "language",
+            Field::Queue => "queue",
+            Field::RequiredSkills => "required_skills",
+            Field::PreferredSkills => "preferred_skills",
+            Field::Priority => "priority",
+            Field::PreferredAgent => "preferred_agent",
+            Field::Handoff => "handoff",
+            Field::AgentId => "agent_id",
+            Field::State => "state",
+            Field::Reason => "reason",
+            Field::AssignmentId => "assignment_id",
+        }
+    }
+
     fn of(key: &str) -> Option<Field> {
         Some(match key {
             "id" => Field::Id,
@@ -504,48 +575,89 @@ impl<'a> Scan<'a> {
         Some(h)
     }
 
-    fn fields(&mut self, f: &mut Fields<'a>) -> Option<()> {
-        self.object(|s, key| {
-            let field = Field::of(key)?;
-            if f.seen & field.bit() != 0 {
-                return None;
-            }
-            f.seen |= field.bit();
-            match field {
-                Field::Id => f.id = s.str()?,
-                Field::Tenant => f.tenant = s.str()?,
-                Field::Ts => {
-                    f.ts = if s.peek()? == b'"' {
-                        super::parse_rfc3339(s.str()?)?
-                    } else {
-                        s.uint()?
-                    }
+    /// The top-level object: `{`, then each member, `}`. Like [`Scan::object`], with each key
+    /// first checked against the one `order` predicts.
+    fn fields(&mut self, f: &mut Fields<'a>, order: &mut Order) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        let mut prev = Field::ALL.len();
+        loop {
+            let field = match self.predicted(order.0[prev]) {
+                Some(field) => field,
+                None => {
+                    let field = Field::of(self.str()?)?;
+                    order.0[prev] = field as u8;
+                    field
                 }
-                Field::Type => f.kind = Some(Kind::of(s.str()?)?),
-                Field::ContactId => f.contact_id = s.str()?,
-                Field::Channel => f.channel = s.str()?,
-                Field::CustomerId => f.customer_id = s.str()?,
-                Field::Language => f.language = s.str()?,
-                Field::Queue => f.queue = Some(s.str()?),
-                Field::RequiredSkills => f.required_skills = s.skills()?,
-                Field::PreferredSkills => f.preferred_skills = s.skills()?,
-                Field::Priority => f.priority = s.i32()?,
-                Field::PreferredAgent => f.preferred_agent = Some(s.str()?),
-                Field::Handoff => f.handoff = Some(s.handoff()?),
-                Field::AgentId => f.agent_id = Some(s.str()?),
-                Field::State => {
-                    f.state = Some(match s.str()? {
-                        "offline" => AgentState::Offline,
-                        "available" => AgentState::Available,
-                        "away" => AgentState::Away,
-                        _ => return None,
-                    })
-                }
-                Field::Reason => f.reason = Some(s.str()?),
-                Field::AssignmentId => f.assignment_id = s.str()?,
+            };
+            prev = field as usize;
+            self.expect(b':')?;
+            self.field(f, field)?;
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
             }
-            Some(())
+        }
+    }
+
+    /// The predicted field, consumed, when the next key is exactly its name in quotes.
+    fn predicted(&mut self, guess: u8) -> Option<Field> {
+        let field = *Field::ALL.get(usize::from(guess))?;
+        let name = field.name().as_bytes();
+        self.ws();
+        let quoted = self.b.get(self.i..self.i + name.len() + 2)?;
+        let exact =
+            quoted[0] == b'"' && quoted[name.len() + 1] == b'"' && &quoted[1..=name.len()] == name;
+        exact.then(|| {
+            self.i += name.len() + 2;
+            field
         })
+    }
+
+    /// The value of `field`, read into `f`; a field named twice goes to serde.
+    fn field(&mut self, f: &mut Fields<'a>, field: Field) -> Option<()> {
+        if f.seen & field.bit() != 0 {
+            return None;
+        }
+        f.seen |= field.bit();
+        match field {
+            Field::Id => f.id = self.str()?,
+            Field::Tenant => f.tenant = self.str()?,
+            Field::Ts => {
+                f.ts = if self.peek()? == b'"' {
+                    super::parse_rfc3339(self.str()?)?
+                } else {
+                    self.uint()?
+                }
+            }
+            Field::Type => f.kind = Some(Kind::of(self.str()?)?),
+            Field::ContactId => f.contact_id = self.str()?,
+            Field::Channel => f.channel = self.str()?,
+            Field::CustomerId => f.customer_id = self.str()?,
+            Field::Language => f.language = self.str()?,
+            Field::Queue => f.queue = Some(self.str()?),
+            Field::RequiredSkills => f.required_skills = self.skills()?,
+            Field::PreferredSkills => f.preferred_skills = self.skills()?,
+            Field::Priority => f.priority = self.i32()?,
+            Field::PreferredAgent => f.preferred_agent = Some(self.str()?),
+            Field::Handoff => f.handoff = Some(self.handoff()?),
+            Field::AgentId => f.agent_id = Some(self.str()?),
+            Field::State => {
+                f.state = Some(match self.str()? {
+                    "offline" => AgentState::Offline,
+                    "available" => AgentState::Available,
+                    "away" => AgentState::Away,
+                    _ => return None,
+                })
+            }
+            Field::Reason => f.reason = Some(self.str()?),
+            Field::AssignmentId => f.assignment_id = self.str()?,
+        }
+        Some(())
     }
 }
 
@@ -593,6 +705,61 @@ mod tests {
                 (marks.trailing_zeros() / 8) as usize
             };
             assert_eq!(found, expected, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn every_field_is_named_by_its_key() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "ALL is in declaration order");
+            assert!(
+                matches!(Field::of(f.name()), Some(g) if g as usize == i),
+                "{}",
+                f.name()
+            );
+        }
+    }
+
+    /// One set of slots reads records whose keys come in changing orders, near misses of the
+    /// predicted key among them, and gives what a scan without predictions gives.
+    #[test]
+    fn predicted_keys_never_change_what_is_read() {
+        let members = [
+            r#""id":"e1""#,
+            r#""tenant":"t""#,
+            r#""ts":1700000000000"#,
+            r#""type":"offer.accepted""#,
+            r#""assignment_id":"a-1""#,
+            r#""agent_id":"ag""#,
+            r#""contact_id":"c""#,
+        ];
+        let mut slots = Slots::default();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..400 {
+            let mut order: Vec<&str> = members.to_vec();
+            // The same order several times running (as producers write), then another.
+            if round % 5 == 0 {
+                for i in (1..order.len()).rev() {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    order.swap(i, rng as usize % (i + 1));
+                }
+            }
+            let plain = format!("{{{}}}", order.join(","));
+            let expected = event(&plain).expect("a plain record is scanned");
+            assert_eq!(event_in(&plain, &mut slots), Some(&expected), "{plain}");
+            // Keys that start like the predicted one, or spell it with an escape, are not it.
+            for (from, to) in [
+                (r#""id":"#, r#""idx":"#),
+                (r#""tenant":"#, r#""tenan":"#),
+                (r#""agent_id":"#, r#""agent_i\u0064":"#),
+            ] {
+                let near = plain.replace(from, to);
+                assert_eq!(event_in(&near, &mut slots), None, "{near}");
+                assert_eq!(event(&near), None, "{near}");
+            }
+            assert_eq!(event_in(&plain, &mut slots), Some(&expected), "{plain}");
         }
     }
 }
