@@ -194,7 +194,7 @@ impl Field {
     };
 
     /// The key that names the field (the inverse of [`Field::of`]).
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Field::Id => "id",
             Field::Tenant => "tenant",
@@ -245,6 +245,44 @@ impl Field {
         1 << self as u32
     }
 }
+
+/// A field's key in quotes (`"name"`, at most 24 bytes) as three little-endian words, with
+/// the masks of the bytes that belong to it.
+struct Quoted {
+    word: [u64; 3],
+    mask: [u64; 3],
+    len: usize,
+}
+
+const QUOTED: [Quoted; Field::ALL.len()] = {
+    let mut table = [const {
+        Quoted {
+            word: [0; 3],
+            mask: [0; 3],
+            len: 0,
+        }
+    }; Field::ALL.len()];
+    let mut f = 0;
+    while f < Field::ALL.len() {
+        let name = Field::ALL[f].name().as_bytes();
+        let len = name.len() + 2;
+        assert!(len <= 24, "a key longer than the predicted-key check reads");
+        let mut i = 0;
+        while i < len {
+            let byte = if i == 0 || i == len - 1 {
+                b'"'
+            } else {
+                name[i - 1]
+            };
+            table[f].word[i / 8] |= (byte as u64) << (8 * (i % 8));
+            table[f].mask[i / 8] |= 0xff << (8 * (i % 8));
+            i += 1;
+        }
+        table[f].len = len;
+        f += 1;
+    }
+    table
+};
 
 const fn mask(fields: &[Field]) -> u32 {
     let mut m = 0;
@@ -604,16 +642,33 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// The predicted field, consumed, when the next key is exactly its name in quotes.
+    /// The predicted field, consumed, when the next key is exactly its name in quotes: three
+    /// masked words against [`QUOTED`] where 24 bytes are left (in most records, for all but
+    /// the last key or two), the bytes themselves otherwise.
     fn predicted(&mut self, guess: u8) -> Option<Field> {
         let field = *Field::ALL.get(usize::from(guess))?;
-        let name = field.name().as_bytes();
+        let q = &QUOTED[field as usize];
         self.ws();
-        let quoted = self.b.get(self.i..self.i + name.len() + 2)?;
-        let exact =
-            quoted[0] == b'"' && quoted[name.len() + 1] == b'"' && &quoted[1..=name.len()] == name;
+        let exact = match self.b.get(self.i..self.i + 24) {
+            Some(bytes) => {
+                let word = |k: usize| {
+                    bytes
+                        .get(8 * k..8 * k + 8)
+                        .and_then(|w| w.try_into().ok())
+                        .map_or(0, u64::from_le_bytes)
+                };
+                (word(0) & q.mask[0]) ^ q.word[0]
+                    | (word(1) & q.mask[1]) ^ q.word[1]
+                    | (word(2) & q.mask[2]) ^ q.word[2]
+                    == 0
+            }
+            None => self.b.get(self.i..self.i + q.len).is_some_and(|key| {
+                let name = field.name().as_bytes();
+                key[0] == b'"' && key[q.len - 1] == b'"' && &key[1..q.len - 1] == name
+            }),
+        };
         exact.then(|| {
-            self.i += name.len() + 2;
+            self.i += q.len;
             field
         })
     }
@@ -724,7 +779,7 @@ mod tests {
     /// predicted key among them, and gives what a scan without predictions gives.
     #[test]
     fn predicted_keys_never_change_what_is_read() {
-        let members = [
+        let accepted = [
             r#""id":"e1""#,
             r#""tenant":"t""#,
             r#""ts":1700000000000"#,
@@ -733,12 +788,28 @@ mod tests {
             r#""agent_id":"ag""#,
             r#""contact_id":"c""#,
         ];
+        // Keys that share their first eight bytes (`"preferr`), and long ones.
+        let created = [
+            r#""id":"e2""#,
+            r#""tenant":"t""#,
+            r#""ts":1700000000000"#,
+            r#""type":"contact.created""#,
+            r#""contact_id":"c""#,
+            r#""channel":"chat""#,
+            r#""customer_id":"k""#,
+            r#""language":"es""#,
+            r#""preferred_agent":"ag""#,
+            r#""preferred_skills":{"returns":3}"#,
+            r#""required_skills":{"billing":2}"#,
+            r#""priority":1"#,
+        ];
         let mut slots = Slots::default();
         let mut rng = 0x2545_f491_4f6c_dd1d_u64;
         for round in 0..400 {
+            let members: &[&str] = if round % 2 == 0 { &accepted } else { &created };
             let mut order: Vec<&str> = members.to_vec();
             // The same order several times running (as producers write), then another.
-            if round % 5 == 0 {
+            if round % 10 < 2 {
                 for i in (1..order.len()).rev() {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
@@ -756,6 +827,9 @@ mod tests {
                 (r#""agent_id":"#, r#""agent_i\u0064":"#),
             ] {
                 let near = plain.replace(from, to);
+                if near == plain {
+                    continue;
+                }
                 assert_eq!(event_in(&near, &mut slots), None, "{near}");
                 assert_eq!(event(&near), None, "{near}");
             }
