@@ -144,103 +144,60 @@ fn set_opt(dst: &mut Option<String>, s: Option<&str>) {
     }
 }
 
-/// The fields of the event types this scanner takes; each has one bit in [`Fields::seen`].
-#[derive(Clone, Copy)]
-enum Field {
-    Id,
-    Tenant,
-    Ts,
-    Type,
-    ContactId,
-    Channel,
-    CustomerId,
-    Language,
-    Queue,
-    RequiredSkills,
-    PreferredSkills,
-    Priority,
-    PreferredAgent,
-    Handoff,
-    AgentId,
-    State,
-    Reason,
-    AssignmentId,
+/// Declares [`Field`] from one table of (variant, key): the enum, [`Field::ALL`] in declaration
+/// order, and the key of each field both ways.
+macro_rules! fields {
+    ($($variant:ident => $key:literal,)*) => {
+        /// The fields of the event types this scanner takes; each has one bit in
+        /// [`Fields::seen`].
+        #[derive(Clone, Copy)]
+        enum Field {
+            $($variant,)*
+        }
+
+        impl Field {
+            /// Every field, in declaration order (`ALL[f as usize] == f`).
+            const ALL: [Field; [$($key),*].len()] = [$(Field::$variant),*];
+
+            /// The key that names the field (the inverse of [`Field::of`]).
+            const fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $key,)*
+                }
+            }
+
+            fn of(key: &str) -> Option<Field> {
+                Some(match key {
+                    $($key => Field::$variant,)*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+fields! {
+    Id => "id",
+    Tenant => "tenant",
+    Ts => "ts",
+    Type => "type",
+    ContactId => "contact_id",
+    Channel => "channel",
+    CustomerId => "customer_id",
+    Language => "language",
+    Queue => "queue",
+    RequiredSkills => "required_skills",
+    PreferredSkills => "preferred_skills",
+    Priority => "priority",
+    PreferredAgent => "preferred_agent",
+    Handoff => "handoff",
+    AgentId => "agent_id",
+    State => "state",
+    Reason => "reason",
+    AssignmentId => "assignment_id",
 }
 
 impl Field {
-    /// Every field, in declaration order (`ALL[f as usize] == f`).
-    const ALL: [Field; 18] = {
-        use Field::*;
-        [
-            Id,
-            Tenant,
-            Ts,
-            Type,
-            ContactId,
-            Channel,
-            CustomerId,
-            Language,
-            Queue,
-            RequiredSkills,
-            PreferredSkills,
-            Priority,
-            PreferredAgent,
-            Handoff,
-            AgentId,
-            State,
-            Reason,
-            AssignmentId,
-        ]
-    };
-
-    /// The key that names the field (the inverse of [`Field::of`]).
-    const fn name(self) -> &'static str {
-        match self {
-            Field::Id => "id",
-            Field::Tenant => "tenant",
-            Field::Ts => "ts",
-            Field::Type => "type",
-            Field::ContactId => "contact_id",
-            Field::Channel => "channel",
-            Field::CustomerId => "customer_id",
-            Field::Language => "language",
-            Field::Queue => "queue",
-            Field::RequiredSkills => "required_skills",
-            Field::PreferredSkills => "preferred_skills",
-            Field::Priority => "priority",
-            Field::PreferredAgent => "preferred_agent",
-            Field::Handoff => "handoff",
-            Field::AgentId => "agent_id",
-            Field::State => "state",
-            Field::Reason => "reason",
-            Field::AssignmentId => "assignment_id",
-        }
-    }
-
-    fn of(key: &str) -> Option<Field> {
-        Some(match key {
-            "id" => Field::Id,
-            "tenant" => Field::Tenant,
-            "ts" => Field::Ts,
-            "type" => Field::Type,
-            "contact_id" => Field::ContactId,
-            "channel" => Field::Channel,
-            "customer_id" => Field::CustomerId,
-            "language" => Field::Language,
-            "queue" => Field::Queue,
-            "required_skills" => Field::RequiredSkills,
-            "preferred_skills" => Field::PreferredSkills,
-            "priority" => Field::Priority,
-            "preferred_agent" => Field::PreferredAgent,
-            "handoff" => Field::Handoff,
-            "agent_id" => Field::AgentId,
-            "state" => Field::State,
-            "reason" => Field::Reason,
-            "assignment_id" => Field::AssignmentId,
-            _ => return None,
-        })
-    }
-
     const fn bit(self) -> u32 {
         1 << self as u32
     }
