@@ -186,7 +186,7 @@ impl Tenant {
             match o {
                 Output::Offer(x) => {
                     self.open.insert(
-                        offer_key(&x.assignment_id),
+                        crate::engine::fingerprint(&x.assignment_id),
                         OpenOffer {
                             queue: x.queue.clone(),
                             channel: x.channel.clone(),
@@ -196,16 +196,13 @@ impl Tenant {
                     );
                 }
                 Output::OfferWithdrawn(x) => {
-                    self.open.remove(&offer_key(&x.assignment_id));
+                    self.open
+                        .remove(&crate::engine::fingerprint(&x.assignment_id));
                 }
                 Output::AgentAway(_) => {}
             }
         }
     }
-}
-
-fn offer_key(assignment_id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(assignment_id.as_bytes())
 }
 
 struct OpenOffer {
@@ -451,7 +448,10 @@ impl Partition {
             Ok(()) => {
                 self.metrics.routed(event_type);
                 if let event::Body::OfferAccepted(a) = &event.body {
-                    if let Some(o) = tenant.open.remove(&offer_key(&a.assignment_id)) {
+                    if let Some(o) = tenant
+                        .open
+                        .remove(&crate::engine::fingerprint(&a.assignment_id))
+                    {
                         let waited = o.wait_ms + now.saturating_sub(o.offered_at);
                         self.metrics.answered_wait(
                             &event.tenant,

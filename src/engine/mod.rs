@@ -31,6 +31,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Handoff, Millis};
+/// Ids as 128-bit fingerprints (XXH3-128), for maps that need not keep the id itself.
+pub(crate) use dedup::fingerprint;
 pub use names::{Name, SkillLevels};
 pub use policy::{Policy, Strategy};
 pub use sla::{SlaFigures, SlaSnapshot};
