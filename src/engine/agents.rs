@@ -366,8 +366,20 @@ impl Entries {
         }
     }
 
+    /// Drops every dead entry. Copies the live ones down in one contiguous slice rather than
+    /// `VecDeque::retain`, which swaps each kept entry through the ring (a tenth of the engine's
+    /// instructions at 10k agents went there).
     fn compact(&mut self, stamps: &[Stamps], stamp: impl Fn(&Stamps) -> u32) {
-        self.0.retain(|e| stamp(&stamps[e.1 as usize]) == e.2);
+        let entries = self.0.make_contiguous();
+        let mut kept = 0;
+        for i in 0..entries.len() {
+            let e = entries[i];
+            if stamp(&stamps[e.1 as usize]) == e.2 {
+                entries[kept] = e;
+                kept += 1;
+            }
+        }
+        self.0.truncate(kept);
     }
 }
 
