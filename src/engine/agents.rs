@@ -708,15 +708,23 @@ impl Pools {
         &mut row[l]
     }
 
-    /// A search walked the idle queues of pools (`slot`, `langs`) and passed `dead` dead entries
-    /// there (counted for each of them: a bound, not a share).
-    pub(crate) fn searched(&mut self, slot: u32, langs: &super::tables::TagList, dead: u32) {
+    /// A search walked the idle queues of pools (`slot`, `langs`) and passed `dead[i]` dead
+    /// entries in the pool of the `i`th language (languages past the last counter share it).
+    pub(crate) fn searched(
+        &mut self,
+        slot: u32,
+        langs: &super::tables::TagList,
+        dead: &[Cell<u32>],
+    ) {
         let Some(row) = self.pools.get_mut(slot as usize) else {
             return;
         };
-        for l in langs.iter() {
+        for (i, l) in langs.iter().enumerate() {
+            let passed = dead.get(i).or(dead.last()).map_or(0, Cell::get);
             if let Some(pool) = row.get_mut(l as usize) {
-                pool.idle.passed(&self.stamps, dead as usize);
+                if passed > 0 {
+                    pool.idle.passed(&self.stamps, passed as usize);
+                }
             }
         }
     }
@@ -993,7 +1001,7 @@ mod tests {
             passed_total += u64::from(dead.get());
             agents[chosen as usize].hold(0, 100, false);
             pools.refile(chosen, &mut agents);
-            pools.searched(4, &langs, dead.get());
+            pools.searched(4, &langs, std::slice::from_ref(&dead));
         }
         assert!(
             passed_total < 40_000,
@@ -1001,5 +1009,32 @@ mod tests {
         );
         let left = pools.get(4, 0).map_or(0, |p| p.idle.q.0.len());
         assert!(left < 200, "{left} entries left for {UNUSABLE} live ones");
+    }
+
+    /// A search of two language pools that passed dead entries in one of them charges only
+    /// that one: charging the total to both compacted the other for nothing.
+    #[test]
+    fn searches_charge_the_dead_entries_they_passed_to_the_pool_they_passed_them_in() {
+        let mut agents: Vec<Agent> = (0..4)
+            .map(|i| {
+                let mut a = Agent::new(Millis::from(i));
+                a.state = AgentState::Available;
+                a.languages = vec![i % 2];
+                a.skills = vec![(3, 5)];
+                a
+            })
+            .collect();
+        let mut pools = Pools::default();
+        for i in 0..4 {
+            pools.refile(i, &mut agents);
+        }
+        let mut langs = TagList::default();
+        langs.add(0);
+        langs.add(1);
+        let dead = [Cell::new(7), Cell::new(0)];
+        pools.searched(4, &langs, &dead);
+        let passed = |l| pools.get(4, l).map(|p| p.idle.passed);
+        assert_eq!(passed(0), Some(7));
+        assert_eq!(passed(1), Some(0));
     }
 }

@@ -33,12 +33,23 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
 
 /// Where a contact's search looked (the idle queues of skill slot `slot` for languages `langs`)
-/// and the dead entries it passed there, for [`Pools::searched`](super::agents::Pools::searched).
+/// and the dead entries it passed in each of them, for
+/// [`Pools::searched`](super::agents::Pools::searched).
 #[derive(Debug, Default)]
 pub(crate) struct Searched {
     slot: u32,
     langs: TagList,
-    dead: std::cell::Cell<u32>,
+    /// By position in `langs`; languages past the last counter share it. Counted per pool: a
+    /// total charged to every pool searched compacted the large pools of a bare language
+    /// (`es`, searched with its regional variants) up to four times too often.
+    dead: [std::cell::Cell<u32>; 8],
+}
+
+impl Searched {
+    /// The counter of the pool of the `i`th language searched.
+    fn dead(&self, i: usize) -> &std::cell::Cell<u32> {
+        &self.dead[i.min(self.dead.len() - 1)]
+    }
 }
 
 /// Relaxation in force for one contact at `now`: the first `steps` steps of its queue.
@@ -229,10 +240,13 @@ impl Engine {
                     .sum::<usize>()
             })
             .unwrap_or(0);
-        let langs = &searched.langs;
-        let pools = langs.iter().filter_map(|l| self.pools.get(slot, l));
         searched.slot = slot;
-        let dead = &searched.dead;
+        let searched = &*searched;
+        let langs = &searched.langs;
+        let pools = langs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((self.pools.get(slot, l)?, searched.dead(i))));
         let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
         // An exclusive channel (voice) needs an agent without work: the search stops there.
         let idle_only = self.channels[c.channel as usize].exclusive;
@@ -247,7 +261,7 @@ impl Engine {
                     if busy && (best.is_some() || idle_only) {
                         break;
                     }
-                    for pool in langs.iter().filter_map(|l| self.pools.get(slot, l)) {
+                    for (pool, dead) in pools.clone() {
                         let keys = if busy {
                             Either::Right(pool.busy_keys(stamps))
                         } else {
@@ -267,7 +281,7 @@ impl Engine {
                     if loaded && (best.is_some() || idle_only) {
                         break;
                     }
-                    for l in langs.iter() {
+                    for (i, l) in langs.iter().enumerate() {
                         let keys = if loaded {
                             let Some(p) = self.pools.get(0, l) else {
                                 continue;
@@ -277,7 +291,7 @@ impl Engine {
                             let Some(p) = self.pools.get(slot, l) else {
                                 continue;
                             };
-                            Either::Left(p.idle_keys(stamps, dead))
+                            Either::Left(p.idle_keys(stamps, searched.dead(i)))
                         };
                         self.first_eligible(keys, c, r, &mut best);
                     }
@@ -290,7 +304,7 @@ impl Engine {
             Strategy::BestSkillMatch => {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
-                'pools: for pool in pools {
+                'pools: for (pool, dead) in pools {
                     for key in pool.by_idle(self.pools.stamps(), idle_only, dead) {
                         let ai = agent_of(key);
                         if !self.pools.may_take(ai, c.channel) {
@@ -342,7 +356,15 @@ impl Engine {
     /// best_skill_match: surplus over each required minimum, plus for each preferred skill held
     /// at or above the wanted level 10 and its surplus (unless relaxation dropped them).
     pub(crate) fn skill_score(&self, ai: u32, c: &Contact, r: &Relax) -> u32 {
-        let a = &self.agents[ai as usize];
+        // From the hot record where the profile fits, as eligibility reads it: scoring the
+        // candidates of a large pool then does not touch each agent.
+        match self.pools.hot().get(ai as usize) {
+            Some(h) if !h.spilled() => Self::score(h, c, r),
+            _ => Self::score(&self.agents[ai as usize], c, r),
+        }
+    }
+
+    fn score<P: Profile>(a: &P, c: &Contact, r: &Relax) -> u32 {
         let mut score = 0u32;
         for &(s, min) in &c.required {
             let min = min.saturating_sub(r.lower_by).max(1);
@@ -370,9 +392,9 @@ impl Engine {
             Some((ai, rule, m)) => self.offer(slot, ai, rule, m, r, out),
             None => self.enqueue(slot),
         }
-        if searched.dead.get() > 0 {
+        if searched.dead.iter().any(|d| d.get() > 0) {
             self.pools
-                .searched(searched.slot, &searched.langs, searched.dead.get());
+                .searched(searched.slot, &searched.langs, &searched.dead);
         }
     }
 

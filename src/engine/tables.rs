@@ -170,7 +170,7 @@ impl TagList {
         }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + Clone + '_ {
         self.inline[..self.len]
             .iter()
             .chain(self.more.iter())
