@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::room::{Room, Roomy};
 use super::tables::{ChannelInfo, FULL_LOAD};
 use crate::event::{AgentState, Millis};
 
@@ -36,7 +37,7 @@ pub(crate) struct Agent {
     /// Offers missed (rejected or timed out) in a row.
     pub(crate) missed: u32,
     /// Contact slots with an offer pending to this agent, oldest first.
-    pub(crate) pending: Vec<u32>,
+    pub(crate) pending: Roomy<Vec<u32>>,
     /// Slots still busy in wrap-up after completion.
     pub(crate) wrapups: Vec<Wrapup>,
     /// Pool memberships and the keys they were filed under, to remove them exactly.
@@ -83,7 +84,7 @@ impl Agent {
             state: AgentState::Offline,
             idle_since: now,
             missed: 0,
-            pending: Vec::new(),
+            pending: Default::default(),
             wrapups: Vec::new(),
             filed: Vec::new(),
             filed_keys: (0, 0),
@@ -317,14 +318,11 @@ fn since_of(key: IdleKey) -> Millis {
 #[serde(transparent)]
 struct Entries(VecDeque<IdleEntry>);
 
-/// A clone keeps the room the queue has grown to. A derived clone would be exactly full, and its
-/// first push would copy the whole queue — for the every-agent pools of a large domain, tens of
-/// thousands of entries each — which is not the steady state of the engine that was cloned.
+/// A clone keeps the room the queue has grown to (see [`Room`]): for the every-agent pools of a
+/// large domain, tens of thousands of entries each.
 impl Clone for Entries {
     fn clone(&self) -> Self {
-        let mut q = VecDeque::with_capacity(self.0.capacity());
-        q.extend(self.0.iter().copied());
-        Entries(q)
+        Entries(self.0.clone_with_room())
     }
 }
 

@@ -88,7 +88,7 @@ impl Engine {
                     return Err(format!("agent {name} over capacity on channel {c}"));
                 }
             }
-            let mut p = a.pending.clone();
+            let mut p = a.pending.to_vec();
             p.sort_unstable();
             if p != pending[ai] {
                 return Err(format!("agent {name}: pending offers out of step"));

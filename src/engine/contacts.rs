@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::room::Roomy;
 use crate::event::{Handoff, Millis};
 
 /// One live contact. Completed and abandoned contacts are dropped.
@@ -163,8 +164,8 @@ pub(crate) fn line_parts(key: u128) -> (u32, u32, u32) {
 /// Live contacts in slots; freed slots are reused last-in first-out (deterministic).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Slab {
-    slots: Vec<Option<Contact>>,
-    free: Vec<u32>,
+    slots: Roomy<Vec<Option<Contact>>>,
+    free: Roomy<Vec<u32>>,
     live: usize,
 }
 

@@ -12,6 +12,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::room::Roomy;
+
 /// The fingerprint of an event id.
 pub(crate) fn fingerprint(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
@@ -41,7 +43,8 @@ impl Hasher for Low64 {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Window {
     set: HashSet<u128, BuildHasherDefault<Low64>>,
-    order: VecDeque<u128>,
+    /// A full window pushes before it pops: a clone exactly full would copy it on its first event.
+    order: Roomy<VecDeque<u128>>,
 }
 
 impl Window {
@@ -91,7 +94,10 @@ impl<'de> Deserialize<'de> for Window {
         let order = VecDeque::<u128>::deserialize(d)?;
         let mut set = HashSet::with_capacity_and_hasher(order.len(), Default::default());
         set.extend(order.iter().copied());
-        Ok(Window { set, order })
+        Ok(Window {
+            set,
+            order: order.into(),
+        })
     }
 }
 

@@ -19,6 +19,7 @@ mod dedup;
 mod lifecycle;
 mod names;
 pub mod policy;
+mod room;
 mod routing;
 pub mod sla;
 mod tables;
@@ -235,7 +236,7 @@ pub struct Engine {
     /// Customer → (last agent, last activity), for sticky routing; pruned after `sticky_for`.
     /// Keys are shared with `sticky_fifo` and the contacts (`Arc<str>` serialises as a string).
     sticky: FxHashMap<Arc<str>, (u32, Millis)>,
-    sticky_fifo: VecDeque<(Millis, Arc<str>)>,
+    sticky_fifo: room::Roomy<VecDeque<(Millis, Arc<str>)>>,
     /// Recently applied event ids (fingerprints), bounded by `limits.dedup_window`.
     seen: dedup::Window,
     counts: Counts,
@@ -282,7 +283,7 @@ impl Engine {
             lines: Default::default(),
             timers: Default::default(),
             sticky: Default::default(),
-            sticky_fifo: VecDeque::new(),
+            sticky_fifo: Default::default(),
             seen: Default::default(),
             counts: Counts::default(),
             sweep_pending: false,

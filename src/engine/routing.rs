@@ -672,7 +672,7 @@ impl Engine {
             self.counts.available -= 1;
         }
         a.state = state;
-        let pending = std::mem::take(&mut a.pending);
+        let pending = std::mem::take(&mut a.pending).into_inner();
         for &s in &pending {
             self.withdraw(s, self.words.agent_unavailable.clone(), out);
         }

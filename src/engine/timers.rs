@@ -11,6 +11,7 @@ use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
+use super::room::Roomy;
 use crate::event::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,7 +36,7 @@ impl Entry {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<Entry>>,
+    heap: Roomy<BinaryHeap<Reverse<Entry>>>,
     seq: u64,
 }
 
