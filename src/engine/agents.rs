@@ -39,7 +39,7 @@ pub(crate) struct Agent {
     /// Contact slots with an offer pending to this agent, oldest first.
     pub(crate) pending: Roomy<Vec<u32>>,
     /// Slots still busy in wrap-up after completion.
-    pub(crate) wrapups: Vec<Wrapup>,
+    pub(crate) wrapups: Roomy<Vec<Wrapup>>,
     /// Pool memberships and the keys they were filed under, to remove them exactly.
     pub(crate) filed: Vec<(u32, u32)>,
     pub(crate) filed_keys: (IdleKey, LoadKey),
@@ -85,7 +85,7 @@ impl Agent {
             idle_since: now,
             missed: 0,
             pending: Default::default(),
-            wrapups: Vec::new(),
+            wrapups: Default::default(),
             filed: Vec::new(),
             filed_keys: (0, 0),
         }

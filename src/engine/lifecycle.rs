@@ -432,12 +432,20 @@ impl Engine {
     fn wrapup_done(&mut self, e: &WrapupDone, out: &mut Vec<Output>) -> Result<(), Ignored> {
         let ai = self.agent_idx(&e.agent_id)?;
         let a = &mut self.agents[ai as usize];
-        let done: Vec<Wrapup> = match &e.contact_id {
+        // The agent keeps the room of its wrap-up list; one wrap-up ends without a list.
+        let (one, all);
+        let done: &[Wrapup] = match &e.contact_id {
             Some(id) => match a.wrapups.iter().position(|w| *w.contact_id == **id) {
-                Some(i) => vec![a.wrapups.remove(i)],
-                None => Vec::new(),
+                Some(i) => {
+                    one = [a.wrapups.remove(i)];
+                    &one
+                }
+                None => &[],
             },
-            None => std::mem::take(&mut a.wrapups),
+            None => {
+                all = a.wrapups.drain(..).collect::<Vec<_>>();
+                &all
+            }
         };
         if done.is_empty() {
             return Err(Ignored::OutOfOrder(format!(
@@ -445,7 +453,7 @@ impl Engine {
                 e.agent_id
             )));
         }
-        for w in &done {
+        for w in done {
             self.end_wrapup(ai, w);
         }
         self.serve_agent(ai, out);

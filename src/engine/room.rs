@@ -1,8 +1,8 @@
 //! Clones that keep the room a container has grown to.
 //!
 //! A derived clone of a `Vec`, `VecDeque` or `BinaryHeap` is exactly full, so its first push
-//! copies the whole container. An engine grows its contact slab, timer heap, de-duplication
-//! window and pool queues once and then reuses the room; a clone of it (the benches replay into
+//! copies the whole container. An engine grows its contact slab, timer lanes, de-duplication
+//! window, pool queues and agents' lists once and then reuses the room; a clone of it (the benches replay into
 //! clones of a warmed engine) would instead copy each of them once more — tens of megabytes at
 //! 100k agents, a fifth of the cache misses of a 20,000-event replay — which is not the steady
 //! state of the engine that was cloned.
@@ -46,12 +46,6 @@ impl<T: Clone + Ord> Room for BinaryHeap<T> {
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct Roomy<C>(C);
-
-impl<C> Roomy<C> {
-    pub(crate) fn into_inner(self) -> C {
-        self.0
-    }
-}
 
 impl<C> From<C> for Roomy<C> {
     fn from(c: C) -> Self {

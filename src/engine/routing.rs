@@ -672,7 +672,9 @@ impl Engine {
             self.counts.available -= 1;
         }
         a.state = state;
-        let pending = std::mem::take(&mut a.pending).into_inner();
+        // A copy, so that the agent keeps the room of its list for its next offers.
+        let pending = a.pending.to_vec();
+        a.pending.clear();
         for &s in &pending {
             self.withdraw(s, self.words.agent_unavailable.clone(), out);
         }
