@@ -9,9 +9,9 @@
 //! The driver runs first (warm-up to steady state, then recording); the benches replay the
 //! recorded events into a clone of the warmed engine, so only the engine is measured (a clone
 //! keeps the room its containers have grown to, so a replay does not pay for growing them once
-//! more). Replay is exact because the engine is deterministic. Each workload also prints the replay's CPU
-//! time (events per CPU second), which stays meaningful on a busy machine where wall time does
-//! not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes; `OMNIROUTE_BENCH_EVENTS=20000`
+//! more). Replay is exact because the engine is deterministic. Each workload also prints the
+//! replay's CPU time (events per CPU second), which stays meaningful on a busy machine where
+//! wall time does not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes; `OMNIROUTE_BENCH_EVENTS=20000`
 //! records fewer events (default 200,000), e.g. to count instructions of `replay` under
 //! `valgrind --tool=callgrind --toggle-collect='*replay*'` in test mode.
 //!

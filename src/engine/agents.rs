@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::room::{Room, Roomy};
+use super::room::Roomy;
 use super::tables::{ChannelInfo, FULL_LOAD};
 use crate::event::{AgentState, Millis};
 
@@ -313,18 +313,11 @@ fn since_of(key: IdleKey) -> Millis {
 }
 
 /// The entries of a lazy queue, sorted. New entries carry the current time, so they nearly
-/// always join at the back.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// always join at the back. A clone keeps the room the queue has grown to ([`Roomy`]): for the
+/// every-agent pools of a large domain, tens of thousands of entries each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-struct Entries(VecDeque<IdleEntry>);
-
-/// A clone keeps the room the queue has grown to (see [`Room`]): for the every-agent pools of a
-/// large domain, tens of thousands of entries each.
-impl Clone for Entries {
-    fn clone(&self) -> Self {
-        Entries(self.0.clone_with_room())
-    }
-}
+struct Entries(Roomy<VecDeque<IdleEntry>>);
 
 impl Entries {
     fn push(&mut self, entry: IdleEntry) {
@@ -706,19 +699,19 @@ impl Pools {
         &mut row[l]
     }
 
-    /// A search walked the idle queues of pools (`slot`, `langs`) and passed `dead[i]` dead
-    /// entries in the pool of the `i`th language (languages past the last counter share it).
+    /// A search walked the idle queues of pools (`slot`, `langs`) and passed `dead(i)` dead
+    /// entries in the pool of the `i`th language.
     pub(crate) fn searched(
         &mut self,
         slot: u32,
         langs: &super::tables::TagList,
-        dead: &[Cell<u32>],
+        dead: impl Fn(usize) -> u32,
     ) {
         let Some(row) = self.pools.get_mut(slot as usize) else {
             return;
         };
         for (i, l) in langs.iter().enumerate() {
-            let passed = dead.get(i).or(dead.last()).map_or(0, Cell::get);
+            let passed = dead(i);
             if let Some(pool) = row.get_mut(l as usize) {
                 if passed > 0 {
                     pool.idle.passed(&self.stamps, passed as usize);
@@ -999,7 +992,7 @@ mod tests {
             passed_total += u64::from(dead.get());
             agents[chosen as usize].hold(0, 100, false);
             pools.refile(chosen, &mut agents);
-            pools.searched(4, &langs, std::slice::from_ref(&dead));
+            pools.searched(4, &langs, |_| dead.get());
         }
         assert!(
             passed_total < 40_000,
@@ -1029,8 +1022,8 @@ mod tests {
         let mut langs = TagList::default();
         langs.add(0);
         langs.add(1);
-        let dead = [Cell::new(7), Cell::new(0)];
-        pools.searched(4, &langs, &dead);
+        let dead = [7, 0];
+        pools.searched(4, &langs, |i| dead[i]);
         let passed = |l| pools.get(4, l).map(|p| p.idle.passed);
         assert_eq!(passed(0), Some(7));
         assert_eq!(passed(1), Some(0));

@@ -394,7 +394,7 @@ impl Engine {
         }
         if searched.dead.iter().any(|d| d.get() > 0) {
             self.pools
-                .searched(searched.slot, &searched.langs, &searched.dead);
+                .searched(searched.slot, &searched.langs, |i| searched.dead(i).get());
         }
     }
 

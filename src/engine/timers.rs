@@ -86,14 +86,11 @@ impl Timers {
             self.lanes.push(lane.into());
             self.lanes.len() - 1
         } else {
-            let Some((i, lane)) = self
-                .lanes
-                .iter_mut()
-                .enumerate()
-                .max_by_key(|(_, l)| l.back().map(|b| b.0))
-            else {
-                return;
-            };
+            // Every lane is taken (and none is empty): the one with the latest back.
+            let i = (0..self.lanes.len())
+                .max_by_key(|&i| self.lanes[i].back().map(|b| b.0))
+                .unwrap_or(0);
+            let lane = &mut self.lanes[i];
             let at = lane.partition_point(|e| e.0 < entry.0);
             lane.insert(at, entry);
             i
