@@ -336,7 +336,12 @@ struct Workload {
     creates: usize,
 }
 
-fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
+/// Warms up to the steady state the recording should see: the driver holds its target of
+/// contacts in service, and the de-duplication window is full, as in a daemon that has run for
+/// a while. A fixed count does neither at every size: three events an agent left 10k and 100k
+/// agents with a half and two fifths of their target in service, and 1k agents with a window
+/// 3 % full. At least `min_warmup` events, at most twenty an agent beyond it.
+fn workload(agents: usize, min_warmup: usize, recorded: usize) -> Workload {
     let mut engine = Engine::new("shop", Arc::new(policy()));
     let mut d = Driver::new(agents);
     let mut out = Vec::new();
@@ -345,12 +350,18 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
         engine.handle(d.now, &ev, &mut out).expect("setup applies");
         d.see(&out);
     }
-    for _ in 0..warmup {
+    let window = policy().limits.dedup_window;
+    let mut warmup = 0;
+    while warmup < min_warmup.max(window)
+        || (d.in_service.len() < d.target * 95 / 100 && warmup < min_warmup + agents * 20)
+    {
         let ev = d.next();
         out.clear();
         let _ = engine.handle(d.now, &ev, &mut out);
         d.see(&out);
+        warmup += 1;
     }
+    let in_service_at_start = d.in_service.len();
     let warmed = engine.clone();
     let mut trace = Vec::with_capacity(recorded);
     for _ in 0..recorded {
@@ -388,7 +399,7 @@ fn workload(agents: usize, warmup: usize, recorded: usize) -> Workload {
         .count();
     let s = engine.stats();
     eprintln!(
-        "workload {agents} agents: {recorded} events ({creates} contacts created); at end: {} available, {} waiting, {} offers open, {} in service",
+        "workload {agents} agents: {warmup} events of warm-up ({in_service_at_start} in service after it), {recorded} events ({creates} contacts created); at end: {} available, {} waiting, {} offers open, {} in service",
         s.agents_available, s.contacts_waiting, s.offers_open, s.contacts_in_service
     );
     Workload {
