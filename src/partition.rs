@@ -24,8 +24,9 @@ use crate::recovery;
 /// contact's rarely set fields sit behind one box. 4: pool stamps are per agent and 32-bit, and
 /// the pools keep a hot eligibility record per agent. 5: the de-duplication window holds
 /// fingerprints of event ids, not the ids. 6: the pools' idle queues do not count their live
-/// entries and carry a compaction mark.
-const STATE_FORMAT: u32 = 7;
+/// entries and carry a compaction mark. 7: the pools record which optional orders they keep.
+/// 8: the idle queues no longer count the dead entries searches passed.
+const STATE_FORMAT: u32 = 8;
 
 /// One input record as the partition sees it.
 #[derive(Debug, Clone, Copy)]

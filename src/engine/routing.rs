@@ -33,22 +33,22 @@ impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> 
 pub(crate) const SKILL_MATCH_CANDIDATES: usize = 32;
 
 /// Where a contact's search looked (the idle queues of skill slot `slot` for languages `langs`)
-/// and the dead entries it passed in each of them, for
+/// and how far it walked in each of them, for
 /// [`Pools::searched`](super::agents::Pools::searched).
 #[derive(Debug, Default)]
 pub(crate) struct Searched {
     slot: u32,
     langs: TagList,
-    /// By position in `langs`; languages past the last counter share it. Counted per pool: a
-    /// total charged to every pool searched compacted the large pools of a bare language
-    /// (`es`, searched with its regional variants) up to four times too often.
-    dead: [std::cell::Cell<u32>; 8],
+    /// Entries walked, by position in `langs`. Languages past the last counter share it: each
+    /// of those pools then has the prefix of the sum cleaned, more than was walked there, which
+    /// costs more but only ever drops dead entries.
+    walked: [std::cell::Cell<u32>; 8],
 }
 
 impl Searched {
     /// The counter of the pool of the `i`th language searched.
-    fn dead(&self, i: usize) -> &std::cell::Cell<u32> {
-        &self.dead[i.min(self.dead.len() - 1)]
+    fn walked(&self, i: usize) -> &std::cell::Cell<u32> {
+        &self.walked[i.min(self.walked.len() - 1)]
     }
 }
 
@@ -201,7 +201,7 @@ impl Engine {
     }
 
     /// The agent for contact `c` under relaxation `r`, if any is eligible. `searched` learns
-    /// which pools' idle queues the search walked and how many dead entries it passed there.
+    /// which pools' idle queues the search walked and how far.
     pub(crate) fn choose_agent(
         &self,
         c: &Contact,
@@ -246,7 +246,7 @@ impl Engine {
         let pools = langs
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| Some((self.pools.get(slot, l)?, searched.dead(i))));
+            .filter_map(|(i, l)| Some((self.pools.get(slot, l)?, searched.walked(i))));
         let every_agent_pools = langs.iter().filter_map(|l| self.pools.get(0, l));
         // An exclusive channel (voice) needs an agent without work: the search stops there.
         let idle_only = self.channels[c.channel as usize].exclusive;
@@ -261,11 +261,11 @@ impl Engine {
                     if busy && (best.is_some() || idle_only) {
                         break;
                     }
-                    for (pool, dead) in pools.clone() {
+                    for (pool, walked) in pools.clone() {
                         let keys = if busy {
                             Either::Right(pool.busy_keys(stamps))
                         } else {
-                            Either::Left(pool.idle_keys(stamps, dead))
+                            Either::Left(pool.idle_keys(stamps, walked))
                         };
                         self.first_eligible(keys, c, r, &mut best);
                     }
@@ -291,7 +291,7 @@ impl Engine {
                             let Some(p) = self.pools.get(slot, l) else {
                                 continue;
                             };
-                            Either::Left(p.idle_keys(stamps, searched.dead(i)))
+                            Either::Left(p.idle_keys(stamps, searched.walked(i)))
                         };
                         self.first_eligible(keys, c, r, &mut best);
                     }
@@ -304,8 +304,8 @@ impl Engine {
             Strategy::BestSkillMatch => {
                 let mut best: Option<((std::cmp::Reverse<u32>, u32), Match)> = None;
                 let mut seen = 0;
-                'pools: for (pool, dead) in pools {
-                    for key in pool.by_idle(self.pools.stamps(), idle_only, dead) {
+                'pools: for (pool, walked) in pools {
+                    for key in pool.by_idle(self.pools.stamps(), idle_only, walked) {
                         let ai = agent_of(key);
                         if !self.pools.may_take(ai, c.channel) {
                             continue;
@@ -392,9 +392,9 @@ impl Engine {
             Some((ai, rule, m)) => self.offer(slot, ai, rule, m, r, out),
             None => self.enqueue(slot),
         }
-        if searched.dead.iter().any(|d| d.get() > 0) {
+        if searched.walked.iter().any(|w| w.get() > 0) {
             self.pools
-                .searched(searched.slot, &searched.langs, |i| searched.dead(i).get());
+                .searched(searched.slot, &searched.langs, |i| searched.walked(i).get());
         }
     }
 
