@@ -11,9 +11,10 @@
 //! keeps the room its containers have grown to, so a replay does not pay for growing them once
 //! more). Replay is exact because the engine is deterministic. Each workload also prints the
 //! replay's CPU time (events per CPU second), which stays meaningful on a busy machine where
-//! wall time does not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes; `OMNIROUTE_BENCH_EVENTS=20000`
-//! records fewer events (default 200,000), e.g. to count instructions of `replay` under
-//! `valgrind --tool=callgrind --toggle-collect='*replay*'` in test mode.
+//! wall time does not. `OMNIROUTE_BENCH_AGENTS=1000,10000` limits the sizes;
+//! `OMNIROUTE_BENCH_EVENTS=20000` records fewer events (default 200,000), e.g. to count
+//! instructions of `replay` under `valgrind --tool=callgrind --toggle-collect='*replay*'` in
+//! test mode.
 //!
 //! `records/…` replays the same events as JSON input records through a partition's state
 //! (decode, engine, the partition's timer index and open offers): the daemon's record path
@@ -350,7 +351,7 @@ fn workload(agents: usize, min_warmup: usize, recorded: usize) -> Workload {
         engine.handle(d.now, &ev, &mut out).expect("setup applies");
         d.see(&out);
     }
-    let window = policy().limits.dedup_window;
+    let window = engine.policy().limits.dedup_window;
     let mut warmup = 0;
     while warmup < min_warmup.max(window)
         || (d.in_service.len() < d.target * 95 / 100 && warmup < min_warmup + agents * 20)

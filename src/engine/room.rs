@@ -2,10 +2,10 @@
 //!
 //! A derived clone of a `Vec`, `VecDeque` or `BinaryHeap` is exactly full, so its first push
 //! copies the whole container. An engine grows its contact slab, timer lanes, de-duplication
-//! window, pool queues and agents' lists once and then reuses the room; a clone of it (the benches replay into
-//! clones of a warmed engine) would instead copy each of them once more — tens of megabytes at
-//! 100k agents, a fifth of the cache misses of a 20,000-event replay — which is not the steady
-//! state of the engine that was cloned.
+//! window, pool queues and agents' lists once and then reuses the room; a clone of it (the
+//! benches replay into clones of a warmed engine) would instead copy each of them once more —
+//! tens of megabytes at 100k agents, a fifth of the cache misses of a 20,000-event replay —
+//! which is not the steady state of the engine that was cloned.
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::ops::{Deref, DerefMut};
